@@ -1,0 +1,68 @@
+"""Typed outputs of the EVSE controller.
+
+*Commands* must be carried out by the adapter in list order (the order is part
+of the safety contract: power stage Off before contactor permission off).
+*Notices* report what happened, for logs, OCPP and the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chargepoint.iec61851.cp_state import CpState
+from chargepoint.iec61851.evse_state import EvseState
+from chargepoint.safety.faults import Fault, FaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class SetPilotPwm:
+    duty_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetPilotX1:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetPilotF:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetContactorPermission:
+    granted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchPowerStageOff:
+    pass
+
+
+Command = SetPilotPwm | SetPilotX1 | SetPilotF | SetContactorPermission | SwitchPowerStageOff
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: EvseState
+    new: EvseState
+    cp_state: CpState
+
+
+@dataclass(frozen=True, slots=True)
+class FaultLatched:
+    fault: Fault
+
+
+@dataclass(frozen=True, slots=True)
+class FaultsCleared:
+    kinds: tuple[FaultKind, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedCurrentChanged:
+    current_a: float
+
+
+Notice = StateChanged | FaultLatched | FaultsCleared | OfferedCurrentChanged
+Action = Command | Notice

@@ -1,0 +1,542 @@
+"""Per-EVSE controller: IEC 61851-1 pilot logic gated by the safety supervisor.
+
+Sans-I/O, in the style of aioquic: feed typed events with :meth:`handle`,
+call :meth:`handle_timer` when :meth:`next_deadline` has passed, and carry out
+the returned commands *in order*. Time only enters as the ``now`` argument
+(monotonic seconds).
+
+Safety contract (checked by a property test):
+
+* contactor permission is only *granted* in CHARGING: the EV reports C (or D
+  with ventilation configured), the board confirms PWM is on, nothing latched;
+* it is held without PWM only in STOPPING, for at most 6 s
+  (IEC 61851-1 A.6 seq 10.2);
+* any latched fault yields power stage Off, then permission off, then CP F.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from transitions import Machine
+
+from chargepoint.errors import LocalProtocolError
+from chargepoint.evse.actions import (
+    Action,
+    FaultLatched,
+    FaultsCleared,
+    OfferedCurrentChanged,
+    SetContactorPermission,
+    SetPilotF,
+    SetPilotPwm,
+    SetPilotX1,
+    StateChanged,
+    SwitchPowerStageOff,
+)
+from chargepoint.evse.events import (
+    ClearFaults,
+    Event,
+    IsolationObserved,
+    PilotObserved,
+    PowerStageObserved,
+    SetAvailable,
+    SetCurrentLimit,
+    StartCharging,
+    StopCharging,
+    TaskCrashed,
+)
+from chargepoint.iec61851.cp_state import CpState, PilotOutput
+from chargepoint.iec61851.duty_cycle import MIN_BASIC_CURRENT_A, duty_for_current
+from chargepoint.iec61851.evse_state import TRANSITIONS, EvseState
+from chargepoint.safety.faults import Fault, FaultKind
+from chargepoint.safety.supervisor import SafetySupervisor
+
+
+class _QuietModelOverride(logging.Filter):
+    """transitions warns for every convenience method it does not bind under
+    model_override=True; that is exactly what we want, so drop those lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().endswith("due to model override policy.")
+
+
+logging.getLogger("transitions.core").addFilter(_QuietModelOverride())
+
+
+@dataclass(frozen=True, slots=True)
+class EvseSettings:
+    max_current_a: float
+    ventilation: bool = False
+    autostart: bool = True
+    has_power_stage: bool = False
+    board_status_timeout_s: float = 0.3
+    power_stage_status_timeout_s: float = 0.5
+    contactor_close_timeout_s: float = 1.0  # must be well inside the 3 s of A.6 seq 4
+    contactor_open_timeout_s: float = 0.1  # A.6 seq 8.1: open within 100 ms
+    fault_pulse_f_s: float = 4.0  # ISO 15118-3: E/F pulse >= 4 s
+    pwm_min_interval_s: float = 5.0  # IEC 61851-1: basic-charging PWM changes <= 1 per 5 s
+    stop_force_off_s: float = 6.0  # IEC 61851-1 A.6 seq 10.2
+    over_temperature_c: float = 85.0
+    isolation_fault_ohm: float = 100_000.0  # IEC 61851-23: fault below 100 kohm
+    over_voltage_v: float | None = None
+
+
+def _unbound() -> RuntimeError:
+    return RuntimeError("trigger not bound: the transitions Machine binds it")
+
+
+class EvseController:
+    """IEC 61851-1 state machine for one EVSE plus its safety gate."""
+
+    state: EvseState
+
+    def __init__(self, settings: EvseSettings) -> None:
+        self.settings = settings
+        self.supervisor = SafetySupervisor()
+        self._machine = Machine(
+            model=self,
+            states=EvseState,
+            transitions=TRANSITIONS,
+            initial=EvseState.IDLE,
+            auto_transitions=False,
+            model_override=True,
+        )
+        self._out: list[Action] = []
+        self._started = False
+        # what we commanded
+        self._permission = False
+        self._permission_changed_at = 0.0
+        self._pwm_duty: float | None = None  # None: X1 or F
+        self._pwm_changed_at: float | None = None
+        self._pending_duty: float | None = None
+        self._output_f_until: float | None = None
+        self._x1 = False  # True once X1 has been commanded and not replaced
+        # what we observed
+        self._last: PilotObserved | None = None
+        self._contactor_closed = False
+        self._board_seen_at = 0.0
+        self._power_stage_seen_at: float | None = None
+        # policy inputs
+        self._available = True
+        self._authorized = False
+        self._stopped_by_evse = False
+        self._limit_a = settings.max_current_a
+        self._stop_deadline: float | None = None
+
+    # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
+    def ev_plugged(self) -> bool:
+        raise _unbound()
+
+    def ev_unplugged(self) -> bool:
+        raise _unbound()
+
+    def offer(self) -> bool:
+        raise _unbound()
+
+    def ev_requests(self) -> bool:
+        raise _unbound()
+
+    def ev_pauses(self) -> bool:
+        raise _unbound()
+
+    def withdraw(self) -> bool:
+        raise _unbound()
+
+    def ev_stopped(self) -> bool:
+        raise _unbound()
+
+    def stop_timeout(self) -> bool:
+        raise _unbound()
+
+    def fault(self) -> bool:
+        raise _unbound()
+
+    def recover(self) -> bool:
+        raise _unbound()
+
+    # -- public API --------------------------------------------------------
+    @property
+    def permission_granted(self) -> bool:
+        return self._permission
+
+    @property
+    def pwm_duty_pct(self) -> float | None:
+        return self._pwm_duty
+
+    @property
+    def latched_faults(self) -> tuple[Fault, ...]:
+        return tuple(self.supervisor.latched.values())
+
+    def offered_current_a(self) -> float:
+        limit = min(self.settings.max_current_a, self._limit_a)
+        if self._last is not None and self._last.pp_ampacity_a is not None:
+            limit = min(limit, self._last.pp_ampacity_a)
+        return limit
+
+    def start(self, now: float) -> list[Action]:
+        """Initial commands: everything off, CP at X1; the board must report soon."""
+        self._started = True
+        self._board_seen_at = now
+        self._permission_changed_at = now
+        if self.settings.has_power_stage:
+            self._power_stage_seen_at = now
+        self._out = []
+        self._safe_off(now, force=True)
+        self._set_x1(now)
+        return self._flush()
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Orderly stop of the service: power off, permission off, CP at F."""
+        self._out = []
+        self._safe_off(now, force=True)
+        self._set_f(now, until=None)
+        return self._flush()
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        self._out = []
+        match event:
+            case PilotObserved():
+                self._on_pilot(event, now)
+            case PowerStageObserved():
+                self._on_power_stage(event, now)
+            case IsolationObserved():
+                self._on_isolation(event, now)
+            case TaskCrashed(task=task, detail=detail):
+                self._latch_one_shot(FaultKind.TASK_CRASHED, f"task {task} crashed: {detail}", now)
+            case StartCharging():
+                self._authorized = True
+                self._stopped_by_evse = False
+                self._maybe_offer(now)
+            case StopCharging():
+                self._authorized = False
+                self._stopped_by_evse = True
+                self._withdraw(now)
+            case SetAvailable(available=available):
+                self._available = available
+                if available:
+                    self._maybe_offer(now)
+                else:
+                    self._withdraw(now)
+            case SetCurrentLimit(current_a=current_a):
+                self._limit_a = max(0.0, current_a)
+                self._update_offer(now)
+            case ClearFaults():
+                self._try_clear(now, operator=True)
+        return self._flush()
+
+    def handle_timer(self, now: float) -> list[Action]:
+        self._out = []
+        s = self.settings
+        sup = self.supervisor
+        if (
+            self._started
+            and now >= self._board_seen_at + s.board_status_timeout_s
+            and not sup.source_reports("board-timer", FaultKind.BOARD_KEEPALIVE_LOST)
+        ):
+            self._latch(
+                "board-timer",
+                {FaultKind.BOARD_KEEPALIVE_LOST},
+                now,
+                f"no pilot board status for {now - self._board_seen_at:.3f} s",
+            )
+        if (
+            self._power_stage_seen_at is not None
+            and now >= self._power_stage_seen_at + s.power_stage_status_timeout_s
+            and not sup.source_reports("power-stage-timer", FaultKind.POWER_STAGE_KEEPALIVE_LOST)
+        ):
+            self._latch(
+                "power-stage-timer",
+                {FaultKind.POWER_STAGE_KEEPALIVE_LOST},
+                now,
+                f"no power stage status for {now - self._power_stage_seen_at:.3f} s",
+            )
+        self._check_contactor_feedback(now)
+        if (
+            self.state is EvseState.STOPPING
+            and self._stop_deadline is not None
+            and now >= self._stop_deadline
+        ):
+            self._go(self.stop_timeout, now)  # A.6 seq 10.2: force off after 6 s
+        if self._pending_duty is not None and self._pwm_may_change(now):
+            self._set_pwm(self._pending_duty, now)
+        if self._output_f_until is not None and now >= self._output_f_until:
+            self._set_x1(now)  # end of the F pulse: X1 lets us see an unplug
+        return self._flush()
+
+    def next_deadline(self) -> float | None:
+        if not self._started:
+            return None
+        s = self.settings
+        latched = self.supervisor.latched
+        deadlines: list[float] = []
+        sup = self.supervisor
+        if not sup.source_reports("board-timer", FaultKind.BOARD_KEEPALIVE_LOST):
+            deadlines.append(self._board_seen_at + s.board_status_timeout_s)
+        if self._power_stage_seen_at is not None and not sup.source_reports(
+            "power-stage-timer", FaultKind.POWER_STAGE_KEEPALIVE_LOST
+        ):
+            deadlines.append(self._power_stage_seen_at + s.power_stage_status_timeout_s)
+        if self._permission and not self._contactor_closed:
+            kind, timeout = FaultKind.CONTACTOR_STUCK_OPEN, s.contactor_close_timeout_s
+        else:
+            kind, timeout = FaultKind.CONTACTOR_WELDED, s.contactor_open_timeout_s
+        if self._permission != self._contactor_closed and kind not in latched:
+            deadlines.append(self._permission_changed_at + timeout)
+        if self.state is EvseState.STOPPING and self._stop_deadline is not None:
+            deadlines.append(self._stop_deadline)
+        if self._pending_duty is not None and self._pwm_changed_at is not None:
+            deadlines.append(self._pwm_changed_at + s.pwm_min_interval_s)
+        if self._output_f_until is not None:
+            deadlines.append(self._output_f_until)
+        return min(deadlines) if deadlines else None
+
+    # -- event handlers ------------------------------------------------------
+    def _on_pilot(self, report: PilotObserved, now: float) -> None:
+        s = self.settings
+        self._last = report
+        self._board_seen_at = now
+        self._contactor_closed = report.contactor_closed
+        self.supervisor.report("board-timer", (), now)
+        kinds = set(report.faults)
+        details = dict.fromkeys(kinds, report.detail or "reported by the pilot board")
+        if report.cp_state is CpState.E:
+            kinds.add(FaultKind.CP_SHORT)  # IEC 61851-1 A.2: CP shorted to PE / no supply
+            details[FaultKind.CP_SHORT] = "CP state E"
+        if report.cp_state is CpState.F and report.output is not PilotOutput.F:
+            kinds.add(FaultKind.EV_ERROR)
+            details[FaultKind.EV_ERROR] = "CP state F while driving X1/PWM"
+        if report.temperature_c > s.over_temperature_c:
+            kinds.add(FaultKind.OVER_TEMPERATURE)
+            details[FaultKind.OVER_TEMPERATURE] = (
+                f"board temperature {report.temperature_c:.1f} C > {s.over_temperature_c:.1f} C"
+            )
+        self._latch_many("board", kinds, now, details)
+        self._check_contactor_feedback(now)
+        self._follow_cp(report, now)
+
+    def _on_power_stage(self, report: PowerStageObserved, now: float) -> None:
+        self._power_stage_seen_at = now
+        self.supervisor.report("power-stage-timer", (), now)
+        kinds = set(report.faults)
+        details = dict.fromkeys(kinds, report.detail or "reported by the power stage")
+        limit = self.settings.over_voltage_v
+        if limit is not None and report.voltage_v > limit:
+            kinds.add(FaultKind.OVER_VOLTAGE)
+            details[FaultKind.OVER_VOLTAGE] = f"output {report.voltage_v:.1f} V > {limit:.1f} V"
+        self._latch_many("power-stage", kinds, now, details)
+
+    def _on_isolation(self, reading: IsolationObserved, now: float) -> None:
+        kinds: set[FaultKind] = set()
+        details: dict[FaultKind, str] = {}
+        threshold = self.settings.isolation_fault_ohm
+        if reading.device_fault:
+            kinds.add(FaultKind.ISOLATION)
+            details[FaultKind.ISOLATION] = "isolation monitor device fault"
+        elif reading.resistance_ohm is not None and reading.resistance_ohm < threshold:
+            kinds.add(FaultKind.ISOLATION)  # IEC 61851-23 6.3.1.105
+            details[FaultKind.ISOLATION] = (
+                f"isolation {reading.resistance_ohm:.0f} ohm < {threshold:.0f} ohm"
+            )
+        self._latch_many("isolation", kinds, now, details)
+
+    # -- CP following ----------------------------------------------------------
+    def _follow_cp(self, report: PilotObserved, now: float) -> None:
+        cp = report.cp_state
+        if self.state is EvseState.FAULT:
+            if cp is CpState.A and self._output_f_until is None:
+                self._try_clear(now, operator=False)  # unplugged: clear what has gone
+            return
+        if cp is CpState.A:
+            if self.state is not EvseState.IDLE:
+                self._authorized = False
+                self._stopped_by_evse = False
+                self._go(self.ev_unplugged, now)
+            return
+        if cp in (CpState.E, CpState.F):
+            return  # handled as faults
+        if self.state is EvseState.IDLE:
+            self._go(self.ev_plugged, now)
+        ready = cp is CpState.C or (cp is CpState.D and self.settings.ventilation)
+        if cp is CpState.B or (cp is CpState.D and not self.settings.ventilation):
+            if self.state is EvseState.CHARGING:
+                self._go(self.ev_pauses, now)  # A.6 seq 8.1 (or D without ventilation)
+            elif self.state is EvseState.STOPPING:
+                self._go(self.ev_stopped, now)
+        elif (
+            ready
+            and self.state is EvseState.READY
+            and report.output is PilotOutput.PWM
+            and self._pwm_duty is not None
+            and self.supervisor.may_energize()
+        ):
+            self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s
+        if self.state is EvseState.CONNECTED:
+            self._maybe_offer(now)
+
+    # -- policy ----------------------------------------------------------------
+    def _should_offer(self) -> bool:
+        return (
+            self._available
+            and (self.settings.autostart or self._authorized)
+            and not self._stopped_by_evse
+            and self.supervisor.may_energize()
+            and self.offered_current_a() >= MIN_BASIC_CURRENT_A
+        )
+
+    def _maybe_offer(self, now: float) -> None:
+        if self.state is EvseState.CONNECTED and self._should_offer():
+            self._go(self.offer, now)
+            if self._last is not None:
+                self._follow_cp(self._last, now)
+
+    def _withdraw(self, now: float) -> None:
+        if self.state in (EvseState.READY, EvseState.CHARGING):
+            self._go(self.withdraw, now)
+
+    def _update_offer(self, now: float) -> None:
+        if self.state in (EvseState.READY, EvseState.CHARGING):
+            if self.offered_current_a() < MIN_BASIC_CURRENT_A:
+                self._go(self.withdraw, now)
+                return
+            duty = duty_for_current(self.offered_current_a())
+            if duty == self._pwm_duty:
+                self._pending_duty = None
+            elif self._pwm_may_change(now):
+                self._set_pwm(duty, now)
+            else:
+                self._pending_duty = duty
+        else:
+            self._maybe_offer(now)
+
+    # -- transitions and their commands -----------------------------------------
+    def _go(self, trigger: Callable[[], bool], now: float) -> None:
+        old = self.state
+        trigger()
+        new = self.state
+        if old in (EvseState.CHARGING, EvseState.STOPPING) and new is not EvseState.STOPPING:
+            self._safe_off(now)
+        match new:
+            case EvseState.IDLE:
+                self._set_x1(now)
+            case EvseState.CONNECTED:
+                self._set_x1(now)
+            case EvseState.READY:
+                if self._pwm_duty is None:
+                    self._set_pwm(duty_for_current(self.offered_current_a()), now)
+            case EvseState.CHARGING:
+                self._grant(now)
+            case EvseState.STOPPING:
+                self._set_x1(now)  # A.6 seq 10.1: PWM off asks the EV to stop
+                self._stop_deadline = now + self.settings.stop_force_off_s
+            case EvseState.FAULT:
+                self._safe_off(now, force=True)
+                self._set_f(now, until=now + self.settings.fault_pulse_f_s)
+        cp = self._last.cp_state if self._last is not None else CpState.A
+        self._out.append(StateChanged(old, new, cp))
+
+    def _grant(self, now: float) -> None:
+        # The gate: the only place permission is granted.
+        if not self.supervisor.may_energize() or self._pwm_duty is None:
+            raise LocalProtocolError("refusing contactor permission: fault latched or no PWM")
+        self._permission = True
+        self._permission_changed_at = now
+        self._out.append(SetContactorPermission(True))
+
+    def _safe_off(self, now: float, *, force: bool = False) -> None:
+        """Power stage Off first, then contactor permission off."""
+        if self.settings.has_power_stage:
+            self._out.append(SwitchPowerStageOff())
+        if self._permission or force:
+            if self._permission:
+                self._permission_changed_at = now
+            self._permission = False
+            self._out.append(SetContactorPermission(False))
+        self._stop_deadline = None
+
+    def _set_pwm(self, duty_pct: float, now: float) -> None:
+        self._x1 = False
+        self._pwm_duty = duty_pct
+        self._pwm_changed_at = now
+        self._pending_duty = None
+        self._output_f_until = None
+        self._out.append(SetPilotPwm(duty_pct))
+        self._out.append(OfferedCurrentChanged(self.offered_current_a()))
+
+    def _set_x1(self, now: float) -> None:
+        if self._pwm_duty is None and self._output_f_until is None and self._x1:
+            return  # already at X1
+        self._x1 = True
+        self._pwm_duty = None
+        self._pending_duty = None
+        self._output_f_until = None
+        self._out.append(SetPilotX1())
+
+    def _set_f(self, now: float, until: float | None) -> None:
+        self._x1 = False
+        self._pwm_duty = None
+        self._pending_duty = None
+        self._output_f_until = until
+        self._out.append(SetPilotF())
+
+    def _pwm_may_change(self, now: float) -> bool:
+        last = self._pwm_changed_at
+        return last is None or now - last >= self.settings.pwm_min_interval_s
+
+    # -- faults ------------------------------------------------------------------
+    def _latch(self, source: str, kinds: Iterable[FaultKind], now: float, detail: str) -> None:
+        kinds = set(kinds)
+        self._latch_many(source, kinds, now, dict.fromkeys(kinds, detail))
+
+    def _latch_many(
+        self, source: str, kinds: set[FaultKind], now: float, details: dict[FaultKind, str]
+    ) -> None:
+        new = self.supervisor.report(source, kinds, now, details)
+        self._enter_fault(new, now)
+
+    def _latch_one_shot(self, kind: FaultKind, detail: str, now: float) -> None:
+        fault = self.supervisor.raise_fault(kind, detail, now)
+        self._enter_fault([fault] if fault else [], now)
+
+    def _enter_fault(self, new: list[Fault], now: float) -> None:
+        if not new:
+            return
+        self._out.extend(FaultLatched(f) for f in new)
+        if self.state is not EvseState.FAULT:
+            self._go(self.fault, now)
+        else:
+            self._safe_off(now, force=True)  # belt and braces: re-assert the safe state
+
+    def _check_contactor_feedback(self, now: float) -> None:
+        s = self.settings
+        elapsed = now - self._permission_changed_at
+        closing_late = now >= self._permission_changed_at + s.contactor_close_timeout_s
+        opening_late = now >= self._permission_changed_at + s.contactor_open_timeout_s
+        if self._permission and not self._contactor_closed and closing_late:
+            self._latch_one_shot(
+                FaultKind.CONTACTOR_STUCK_OPEN,
+                f"mirror contact still open {elapsed:.3f} s after permission",
+                now,
+            )
+        elif not self._permission and self._contactor_closed and opening_late:
+            self._latch_one_shot(
+                FaultKind.CONTACTOR_WELDED,
+                f"mirror contact still closed {elapsed:.3f} s after permission withdrawn",
+                now,
+            )
+
+    def _try_clear(self, now: float, *, operator: bool) -> None:
+        if self.state is EvseState.FAULT and self._output_f_until is not None and not operator:
+            return
+        cleared = self.supervisor.try_clear(include_one_shot=True)
+        if cleared:
+            self._out.append(FaultsCleared(tuple(cleared)))
+        if self.state is EvseState.FAULT and self.supervisor.may_energize():
+            self._go(self.recover, now)
+            if self._last is not None:
+                self._follow_cp(self._last, now)
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out

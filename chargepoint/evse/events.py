@@ -1,0 +1,89 @@
+"""Typed inputs of the EVSE controller. Adapters build them from HAL reports
+and from operator/CSMS commands; the controller never sees hardware types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chargepoint.iec61851.cp_state import CpState, PilotOutput
+from chargepoint.safety.faults import FaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class PilotObserved:
+    """One status report of the pilot/relay board."""
+
+    cp_state: CpState
+    output: PilotOutput  # what the board says it drives
+    contactor_closed: bool  # mirror contacts
+    pp_ampacity_a: float | None = None
+    temperature_c: float = 25.0
+    faults: frozenset[FaultKind] = frozenset()  # conditions the board reports
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PowerStageObserved:
+    voltage_v: float
+    current_a: float  # + to the EV
+    on: bool
+    faults: frozenset[FaultKind] = frozenset()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IsolationObserved:
+    resistance_ohm: float | None  # None: not measuring
+    device_fault: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCrashed:
+    task: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartCharging:
+    """Authorisation to offer energy (free vend, local or remote start)."""
+
+    reason: str = "authorized"
+
+
+@dataclass(frozen=True, slots=True)
+class StopCharging:
+    """Ask the EV to stop (EVSE-initiated stop, IEC 61851-1 A.6 seq 10)."""
+
+    reason: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class SetCurrentLimit:
+    """Upper limit on the offered current (smart charging, operator)."""
+
+    current_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetAvailable:
+    available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClearFaults:
+    """Operator reset: clear latched faults whose conditions have gone."""
+
+    requested_by: str = field(default="operator")
+
+
+Event = (
+    PilotObserved
+    | PowerStageObserved
+    | IsolationObserved
+    | TaskCrashed
+    | StartCharging
+    | StopCharging
+    | SetCurrentLimit
+    | SetAvailable
+    | ClearFaults
+)

@@ -1,0 +1,1 @@
+"""IEC 61851-1 control pilot logic (sans-I/O)."""

@@ -1,0 +1,1 @@
+"""Safety supervisor (sans-I/O)."""

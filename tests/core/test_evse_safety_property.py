@@ -1,0 +1,203 @@
+"""Property: whatever the EV, the board, the operator and the clock do, energy
+only flows when IEC 61851-1 allows it, and every fault reaches the safe state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargepoint.evse.actions import (
+    Action,
+    FaultLatched,
+    SetContactorPermission,
+    SetPilotF,
+    SetPilotPwm,
+    SetPilotX1,
+    SwitchPowerStageOff,
+)
+from chargepoint.evse.controller import EvseController, EvseSettings
+from chargepoint.evse.events import (
+    ClearFaults,
+    Event,
+    IsolationObserved,
+    PilotObserved,
+    PowerStageObserved,
+    SetAvailable,
+    SetCurrentLimit,
+    StartCharging,
+    StopCharging,
+    TaskCrashed,
+)
+from chargepoint.iec61851.cp_state import CpState, PilotOutput
+from chargepoint.iec61851.evse_state import EvseState
+from chargepoint.safety.faults import FaultKind
+
+BOARD_FAULTS = [
+    FaultKind.RCD_AC,
+    FaultKind.RCD_DC,
+    FaultKind.DIODE,
+    FaultKind.OVER_TEMPERATURE,
+    FaultKind.LOCK,
+    FaultKind.CONTACTOR_WELDED,
+]
+
+COMMANDS = SetPilotPwm | SetPilotX1 | SetPilotF | SetContactorPermission | SwitchPowerStageOff
+cp_states = st.sampled_from(list(CpState))
+steps = st.one_of(
+    st.tuples(
+        st.just("cp"),
+        cp_states,
+        st.frozensets(st.sampled_from(BOARD_FAULTS), max_size=2).filter(lambda f: len(f) == 0)
+        | st.frozensets(st.sampled_from(BOARD_FAULTS), max_size=2),
+        st.booleans(),  # board output glitch: reports X1 whatever we asked
+        st.floats(20.0, 100.0),
+    ),
+    st.tuples(st.just("time"), st.floats(0.0, 7.0), st.booleans()),
+    st.tuples(
+        st.just("cmd"),
+        st.one_of(
+            st.builds(StartCharging),
+            st.builds(StopCharging),
+            st.builds(SetCurrentLimit, st.floats(0.0, 100.0)),
+            st.builds(SetAvailable, st.booleans()),
+            st.builds(ClearFaults),
+            st.builds(TaskCrashed, st.just("task"), st.just("boom")),
+            st.builds(IsolationObserved, st.none() | st.floats(0.0, 1e7)),
+            st.builds(
+                PowerStageObserved,
+                st.floats(0.0, 1000.0),
+                st.floats(-100.0, 100.0),
+                st.booleans(),
+                st.frozensets(st.just(FaultKind.POWER_STAGE), max_size=1),
+            ),
+        ),
+    ),
+)
+
+
+@dataclass
+class World:
+    ctl: EvseController
+    ventilation: bool
+    power_stage: bool
+    now: float = 0.0
+    output: PilotOutput = PilotOutput.X1
+    permission: bool = False
+    closed: bool = False
+    power_on: bool = False
+    pwm_off_at: float | None = None
+    last_cp: CpState = CpState.A
+    last_pwm_set: tuple[float, float] | None = None  # (time, duty)
+
+    def run(self, actions: list[Action], *, cause: str) -> None:
+        faults = [a for a in actions if isinstance(a, FaultLatched)]
+        cmds = [a for a in actions if isinstance(a, COMMANDS)]
+        if faults:
+            # every fault reaches the safe state, power stage first
+            perm_offs = [i for i, a in enumerate(cmds) if a == SetContactorPermission(False)]
+            assert perm_offs, f"{cause}: fault without permission off: {actions}"
+            if self.power_stage:
+                ps = [i for i, a in enumerate(cmds) if isinstance(a, SwitchPowerStageOff)]
+                assert ps and ps[0] < perm_offs[0], f"{cause}: power stage not off first"
+        for a in cmds:
+            match a:
+                case SetPilotPwm(duty_pct=d):
+                    if self.output is PilotOutput.PWM and self.last_pwm_set is not None:
+                        t, old = self.last_pwm_set
+                        assert d == old or self.now - t >= 5.0 - 1e-9, "PWM changed within 5 s"
+                    self.output = PilotOutput.PWM
+                    self.last_pwm_set = (self.now, d)
+                    self.pwm_off_at = None
+                case SetPilotX1() | SetPilotF():
+                    if self.output is PilotOutput.PWM:
+                        self.pwm_off_at = self.now
+                    self.output = PilotOutput.X1 if isinstance(a, SetPilotX1) else PilotOutput.F
+                case SetContactorPermission(granted=g):
+                    if g and not self.permission:
+                        self.check_grant()
+                    self.permission = g
+                case SwitchPowerStageOff():
+                    self.power_on = False
+        self.check_invariants(cause)
+
+    def check_grant(self) -> None:
+        assert self.ctl.supervisor.may_energize()
+        assert self.output is PilotOutput.PWM
+        assert self.last_cp is CpState.C or (self.last_cp is CpState.D and self.ventilation)
+
+    def check_invariants(self, cause: str) -> None:
+        if self.permission:
+            assert self.ctl.supervisor.may_energize(), f"{cause}: permission with fault latched"
+            state = self.ctl.state
+            assert state in (EvseState.CHARGING, EvseState.STOPPING), f"{cause}: {state}"
+            if state is EvseState.CHARGING:
+                assert self.output is PilotOutput.PWM
+                assert self.last_cp is CpState.C or (
+                    self.last_cp is CpState.D and self.ventilation
+                ), f"{cause}: permission in {self.last_cp}"
+            else:  # IEC 61851-1 A.6 seq 10.2: at most 6 s without PWM
+                assert self.pwm_off_at is not None and self.now - self.pwm_off_at <= 6.0 + 1e-9
+        if self.ctl.latched_faults:
+            assert not self.permission and self.ctl.state is EvseState.FAULT
+
+    def advance(self, dt: float, board_alive: bool) -> None:
+        end = self.now + dt
+        deadline = self.ctl.next_deadline()
+        if deadline is not None and deadline <= self.now:  # overdue after a command
+            self.run(self.ctl.handle_timer(self.now), cause="timer")
+        while True:
+            deadline = self.ctl.next_deadline()
+            if deadline is None or deadline > end:
+                break
+            self.now = max(self.now, deadline)
+            self.run(self.ctl.handle_timer(self.now), cause="timer")
+            nxt = self.ctl.next_deadline()
+            assert nxt is None or nxt > self.now, "timer did not move the deadline"
+            if board_alive:
+                self.report(self.last_cp, frozenset(), glitch=False, temperature_c=25.0)
+        self.now = end
+        if board_alive:
+            self.report(self.last_cp, frozenset(), glitch=False, temperature_c=25.0)
+
+    def report(
+        self, cp: CpState, faults: frozenset[FaultKind], *, glitch: bool, temperature_c: float
+    ) -> None:
+        self.last_cp = cp
+        measured = CpState.F if self.output is PilotOutput.F else cp
+        output = PilotOutput.X1 if glitch else self.output
+        ev = PilotObserved(measured, output, self.closed, None, temperature_c, faults)
+        self.run(self.ctl.handle(ev, self.now), cause=f"report {ev}")
+        self.closed = self.permission  # contactor follows by the next report
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ventilation=st.booleans(),
+    autostart=st.booleans(),
+    power_stage=st.booleans(),
+    script=st.lists(steps, max_size=60),
+)
+def test_energy_only_when_allowed_and_faults_reach_safe_state(
+    ventilation: bool, autostart: bool, power_stage: bool, script: list[tuple[object, ...]]
+) -> None:
+    ctl = EvseController(
+        EvseSettings(
+            max_current_a=32.0,
+            ventilation=ventilation,
+            autostart=autostart,
+            has_power_stage=power_stage,
+        )
+    )
+    world = World(ctl, ventilation, power_stage)
+    world.run(ctl.start(0.0), cause="start")
+    for step in script:
+        match step:
+            case ("cp", CpState() as cp, frozenset() as faults, bool(glitch), float(temp)):
+                world.report(cp, faults, glitch=glitch, temperature_c=temp)
+            case ("time", float(dt), bool(alive)):
+                world.advance(dt, alive)
+            case ("cmd", event):
+                assert isinstance(event, Event)
+                world.run(ctl.handle(event, world.now), cause=f"command {event}")
