@@ -39,7 +39,19 @@ class SwitchPowerStageOff:
     pass
 
 
-Command = SetPilotPwm | SetPilotX1 | SetPilotF | SetContactorPermission | SwitchPowerStageOff
+@dataclass(frozen=True, slots=True)
+class ClearBoardFaults:
+    """Ask the board to clear latched flags whose conditions have gone."""
+
+
+Command = (
+    SetPilotPwm
+    | SetPilotX1
+    | SetPilotF
+    | SetContactorPermission
+    | SwitchPowerStageOff
+    | ClearBoardFaults
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from transitions import Machine
 from chargepoint.errors import LocalProtocolError
 from chargepoint.evse.actions import (
     Action,
+    ClearBoardFaults,
     FaultLatched,
     FaultsCleared,
     OfferedCurrentChanged,
@@ -124,6 +125,8 @@ class EvseController:
         self._stopped_by_evse = False
         self._limit_a = settings.max_current_a
         self._stop_deadline: float | None = None
+        self._clear_requested = False  # operator asked; retry as board flags clear
+        self._board_clear_sent_at: float | None = None
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
     def ev_plugged(self) -> bool:
@@ -223,6 +226,8 @@ class EvseController:
                 self._limit_a = max(0.0, current_a)
                 self._update_offer(now)
             case ClearFaults():
+                self._clear_requested = True
+                self._ask_board_to_clear(now)
                 self._try_clear(now, operator=True)
         return self._flush()
 
@@ -345,7 +350,10 @@ class EvseController:
     def _follow_cp(self, report: PilotObserved, now: float) -> None:
         cp = report.cp_state
         if self.state is EvseState.FAULT:
-            if cp is CpState.A and self._output_f_until is None:
+            if self._clear_requested:
+                self._try_clear(now, operator=True)
+            elif cp is CpState.A and self._output_f_until is None:
+                self._ask_board_to_clear(now)
                 self._try_clear(now, operator=False)  # unplugged: clear what has gone
             return
         if cp is CpState.A:
@@ -526,6 +534,15 @@ class EvseController:
                 now,
             )
 
+    def _ask_board_to_clear(self, now: float) -> None:
+        """The board latches its own flags; ask it (at most once a second)."""
+        if not self.supervisor.condition_active_from("board"):
+            return
+        last = self._board_clear_sent_at
+        if last is None or now - last >= 1.0:
+            self._board_clear_sent_at = now
+            self._out.append(ClearBoardFaults())
+
     def _try_clear(self, now: float, *, operator: bool) -> None:
         if self.state is EvseState.FAULT and self._output_f_until is not None and not operator:
             return
@@ -533,6 +550,7 @@ class EvseController:
         if cleared:
             self._out.append(FaultsCleared(tuple(cleared)))
         if self.state is EvseState.FAULT and self.supervisor.may_energize():
+            self._clear_requested = False
             self._go(self.recover, now)
             if self._last is not None:
                 self._follow_cp(self._last, now)

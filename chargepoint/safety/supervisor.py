@@ -37,6 +37,9 @@ class SafetySupervisor:
     def condition_active(self, kind: FaultKind) -> bool:
         return any(kind in kinds for src, kinds in self._conditions.items() if src != ONE_SHOT)
 
+    def condition_active_from(self, source: str) -> bool:
+        return bool(self._conditions.get(source))
+
     def source_reports(self, source: str, kind: FaultKind) -> bool:
         """Whether ``source`` currently reports condition ``kind``."""
         return kind in self._conditions.get(source, ())

@@ -1,0 +1,276 @@
+"""The asyncio shell around one :class:`~chargepoint.evse.controller.EvseController`.
+
+The safety loop reads the pilot board, feeds the controller, carries out its
+commands and sleeps until the controller's next deadline. It shares nothing
+with protocol traffic: CSMS and operator commands enter through :meth:`submit`,
+which calls the (synchronous) controller and the same actuator path, never a
+queue the safety loop waits on. Commands are carried out in order under one
+lock, so the safety order (power stage Off, then contactor permission off)
+holds whoever triggered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chargepoint.adapters.hal_bridge import isolation_event, pilot_event, power_stage_event
+from chargepoint.errors import HalError
+from chargepoint.evse.actions import (
+    Action,
+    ClearBoardFaults,
+    FaultLatched,
+    FaultsCleared,
+    SetContactorPermission,
+    SetPilotF,
+    SetPilotPwm,
+    SetPilotX1,
+    StateChanged,
+    SwitchPowerStageOff,
+)
+from chargepoint.evse.controller import EvseController
+from chargepoint.evse.events import Event, PilotObserved, TaskCrashed
+from chargepoint.evse.session import MeterSnapshot, SessionSummary, SessionTracker
+from hal.isolation import IsolationMonitor
+from hal.meter import Meter, MeterReading
+from hal.pilot import PilotBoard
+from hal.power_stage import PowerMode, PowerStage
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at least every 50 ms
+RELINK_PERIOD_S = 1.0
+METER_PERIOD_S = 1.0
+POWER_OFF_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class EvseDevices:
+    board: PilotBoard
+    meter: Meter | None = None
+    power_stage: PowerStage | None = None
+    isolation: IsolationMonitor | None = None
+
+
+Listener = Callable[[int, Action | SessionSummary], None]
+
+
+class EvseRunner:
+    def __init__(
+        self,
+        evse_id: int,
+        controller: EvseController,
+        devices: EvseDevices,
+        listeners: list[Listener] | None = None,
+    ) -> None:
+        self.evse_id = evse_id
+        self.controller = controller
+        self.devices = devices
+        self.listeners: list[Listener] = listeners or []
+        self.sessions = SessionTracker(evse_id)
+        self.last_summary: SessionSummary | None = None
+        self.last_meter: MeterReading | None = None
+        self.last_pilot: PilotObserved | None = None
+        self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
+        self.ready = asyncio.Event()  # set after the first board status
+        self._lock = asyncio.Lock()
+        self._notices: asyncio.Queue[Action] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # -- the safety path -------------------------------------------------------
+    async def safety_loop(self) -> None:
+        """Board status -> controller -> commands, plus timers and keep-alive."""
+        board = self.devices.board
+        ctl = self.controller
+        await self._execute(ctl.start(self.now()))
+        next_keepalive = self.now()
+        link_up = True
+        while True:
+            now = self.now()
+            if now >= next_keepalive and link_up:
+                try:
+                    await board.send_keepalive()
+                except HalError as exc:
+                    log.error("evse %d: pilot board keep-alive failed: %s", self.evse_id, exc)
+                    link_up = False
+                next_keepalive = now + KEEPALIVE_PERIOD_S
+            deadline = ctl.next_deadline()
+            wake = next_keepalive if deadline is None else min(deadline, next_keepalive)
+            actions: list[Action] = []
+            try:
+                if link_up:
+                    async with asyncio.timeout_at(wake):
+                        status = await board.read_status()
+                    event = pilot_event(status)
+                    self.last_pilot = event
+                    actions = ctl.handle(event, self.now())
+                    if not self.ready.is_set():
+                        self.ready.set()
+                else:
+                    link_up = await self._relink(wake)
+            except TimeoutError:
+                pass
+            except HalError as exc:
+                log.error("evse %d: pilot board link lost: %s", self.evse_id, exc)
+                link_up = False
+            now = self.now()
+            deadline = ctl.next_deadline()
+            if deadline is not None and now >= deadline:
+                actions += ctl.handle_timer(now)
+            if actions:
+                await self._execute(actions)
+            self.safety_heartbeat = now
+
+    async def _relink(self, until: float) -> bool:
+        """Try to reopen a lost board link; the controller's timers keep running."""
+        board = self.devices.board
+        await board.close()
+        try:
+            await board.open()
+        except HalError as exc:
+            log.warning("evse %d: pilot board reopen failed: %s", self.evse_id, exc)
+            await asyncio.sleep(max(0.0, min(RELINK_PERIOD_S, until - self.now())))
+            return False
+        log.info("evse %d: pilot board link restored", self.evse_id)
+        return True
+
+    async def submit(self, event: Event) -> list[Action]:
+        """Feed a command (operator, CSMS, crash report) and carry out the result."""
+        actions = self.controller.handle(event, self.now())
+        await self._execute(actions)
+        return actions
+
+    async def report_crash(self, task: str, detail: str) -> None:
+        await self.submit(TaskCrashed(task, detail))
+
+    async def shutdown(self) -> None:
+        """Orderly stop: power off, permission off, CP at F; then close the devices."""
+        try:
+            await self._execute(self.controller.shutdown(self.now()))
+        except HalError as exc:
+            log.error("evse %d: shutdown commands failed: %s", self.evse_id, exc)
+        for device in (
+            self.devices.power_stage,
+            self.devices.isolation,
+            self.devices.meter,
+            self.devices.board,
+        ):
+            if device is not None:
+                try:
+                    await device.close()
+                except HalError as exc:
+                    log.error("evse %d: closing %s failed: %s", self.evse_id, device, exc)
+
+    async def _execute(self, actions: list[Action]) -> None:
+        board = self.devices.board
+        notices: list[Action] = []
+        async with self._lock:
+            for action in actions:
+                match action:
+                    case SwitchPowerStageOff():
+                        await self._power_stage_off()
+                    case SetContactorPermission(granted=granted):
+                        await board.set_contactor_permission(granted)
+                    case SetPilotPwm(duty_pct=duty):
+                        await board.set_pwm(duty)
+                    case SetPilotX1():
+                        await board.set_x1()
+                    case SetPilotF():
+                        await board.set_state_f()
+                    case ClearBoardFaults():
+                        await board.clear_faults()
+                    case _:
+                        notices.append(action)
+        for notice in notices:
+            self._notices.put_nowait(notice)  # handled off the safety path
+
+    async def notice_loop(self) -> None:
+        """Logs, sessions and listeners: may wait on the meter, so not on the safety path."""
+        while True:
+            notice = await self._notices.get()
+            await self._notice(notice)
+
+    async def _power_stage_off(self) -> None:
+        stage = self.devices.power_stage
+        if stage is None:
+            return
+        try:
+            async with asyncio.timeout(POWER_OFF_TIMEOUT_S):
+                await stage.set_mode(PowerMode.OFF)
+        except (TimeoutError, HalError) as exc:
+            # The contactor permission is withdrawn next regardless; the board
+            # microcontroller will open under load rather than stay closed.
+            log.error("evse %d: power stage did not switch off: %r", self.evse_id, exc)
+
+    async def _notice(self, notice: Action) -> None:
+        match notice:
+            case StateChanged(old=old, new=new, cp_state=cp):
+                log.info("evse %d: %s -> %s (CP %s)", self.evse_id, old.name, new.name, cp.value)
+                meter = await self._read_meter()
+                summary = self.sessions.on_state(old, new, meter, self.now())
+                if summary is not None:
+                    self.last_summary = summary
+                    log.info(
+                        "evse %d: session %d ended (%s): %.1f s, %.3f Wh imported, "
+                        "%.3f Wh exported",
+                        self.evse_id,
+                        summary.number,
+                        summary.end_reason,
+                        summary.duration_s,
+                        summary.energy_imported_wh,
+                        summary.energy_exported_wh,
+                    )
+                    self._publish(summary)
+            case FaultLatched(fault=fault):
+                log.error(
+                    "evse %d: fault latched: %s (%s)", self.evse_id, fault.kind.value, fault.detail
+                )
+            case FaultsCleared(kinds=kinds):
+                log.warning(
+                    "evse %d: faults cleared: %s", self.evse_id, ", ".join(k.value for k in kinds)
+                )
+            case _:
+                log.debug("evse %d: %s", self.evse_id, notice)
+        self._publish(notice)
+
+    def _publish(self, item: Action | SessionSummary) -> None:
+        for listener in self.listeners:
+            listener(self.evse_id, item)
+
+    async def _read_meter(self) -> MeterSnapshot:
+        meter = self.devices.meter
+        if meter is not None:
+            try:
+                self.last_meter = await meter.read()
+            except HalError as exc:
+                log.error("evse %d: meter read failed: %s", self.evse_id, exc)
+        if self.last_meter is None:
+            return MeterSnapshot(0.0, 0.0)
+        return MeterSnapshot(self.last_meter.import_energy_wh, self.last_meter.export_energy_wh)
+
+    # -- other device loops (not on the safety path) ---------------------------------
+    async def meter_loop(self) -> None:
+        while True:
+            await self._read_meter()
+            await asyncio.sleep(METER_PERIOD_S)
+
+    async def power_stage_loop(self) -> None:
+        stage = self.devices.power_stage
+        if stage is None:
+            return
+        while True:
+            status = await stage.read_status()
+            await self.submit(power_stage_event(status))
+
+    async def isolation_loop(self) -> None:
+        monitor = self.devices.isolation
+        if monitor is None:
+            return
+        while True:
+            reading = await monitor.read()
+            await self.submit(isolation_event(reading))

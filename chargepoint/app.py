@@ -1,0 +1,389 @@
+"""The one composition root: configuration -> HAL backends -> adapters.
+
+Only this module knows both the concrete HAL backends (real drivers and
+simulated devices) and the adapters. Simulated hardware runs in an outer task
+group that outlives the service's task group, so the service's orderly
+shutdown (power off, contactors open, CP at F) still reaches the simulated
+boards over their wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import can
+
+from chargepoint.adapters.control_socket import ControlRequestError, serve_control
+from chargepoint.adapters.evse_runner import EvseDevices, EvseRunner, Listener
+from chargepoint.adapters.systemd_notify import SystemdNotifier
+from chargepoint.config import (
+    CanPowerStageConfig,
+    Config,
+    EvseConfig,
+    SerialPilotBoardConfig,
+    SimPilotBoardConfig,
+    SimPowerStageConfig,
+)
+from chargepoint.evse.controller import EvseController, EvseSettings
+from chargepoint.evse.events import (
+    ClearFaults,
+    Event,
+    SetAvailable,
+    SetCurrentLimit,
+    StartCharging,
+    StopCharging,
+)
+from hal.pilot_serial.driver import SerialPilotBoard
+from hal.pilot_serial.simulated import SimulatedPilotBoard
+from hal.power_can.driver import CanPowerStage
+from hal.power_can.simulated import SimulatedPowerModule
+from hal.power_stage import PowerStageCapabilities
+from hal.sim.battery import Battery
+from hal.sim.ev import SimulatedEv
+from hal.sim.meter import SimulatedMeter
+from hal.sim.plant import Plant
+from hal.sim.world import SimCommandError, SimWorld
+
+log = logging.getLogger(__name__)
+
+SAFETY_STALL_S = 1.0  # watchdog is fed only if every safety loop passed this recently
+
+
+class ServiceStop(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside the service task group to stop it in order."""
+
+
+@dataclass
+class SimHardware:
+    """Simulated devices of one EVSE (the far side of the wires)."""
+
+    world: SimWorld
+    board: SimulatedPilotBoard | None = None
+    power_module: SimulatedPowerModule | None = None
+    buses: list[can.BusABC] = field(default_factory=list)
+
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        coros: list[Coroutine[Any, Any, None]] = [self.world.run()]
+        if self.board is not None:
+            coros.append(self.board.run())
+        if self.power_module is not None:
+            coros.append(self.power_module.run())
+        return coros
+
+
+def evse_settings(config: Config, evse: EvseConfig) -> EvseSettings:
+    s = config.safety
+    connector_limits = [c.max_current_a for c in evse.connectors if c.max_current_a is not None]
+    return EvseSettings(
+        max_current_a=min([evse.max_current_a, *connector_limits]),
+        ventilation=evse.ventilation,
+        autostart=evse.autostart,
+        has_power_stage=evse.power_stage is not None,
+        board_status_timeout_s=s.board_status_timeout_s,
+        power_stage_status_timeout_s=s.power_stage_status_timeout_s,
+        contactor_close_timeout_s=s.contactor_close_timeout_s,
+        contactor_open_timeout_s=s.contactor_open_timeout_s,
+        fault_pulse_f_s=s.fault_pulse_f_s,
+        over_temperature_c=s.over_temperature_c,
+        isolation_fault_ohm=s.isolation_fault_ohm,
+    )
+
+
+class Station:
+    """The running service: one runner per EVSE, control socket, watchdog."""
+
+    def __init__(self, config: Config, *, control_socket: Path | None = None) -> None:
+        self.config = config
+        self.control_socket = control_socket or Path(config.runtime.control_socket)
+        self.runners: dict[int, EvseRunner] = {}
+        self.sim: dict[int, SimHardware] = {}
+        self.listeners: list[Listener] = []
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._notifier = SystemdNotifier()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- building ------------------------------------------------------------------
+    def _build_evse(self, evse: EvseConfig, stack: AsyncExitStack) -> EvseDevices:
+        sim_cfg = self.config.sim
+        plant = Plant(grid_voltage_v=evse.nominal_voltage_v, phases=evse.phases or 3)
+        hw: SimHardware | None = None
+        if self._needs_sim(evse):
+            battery = Battery(
+                capacity_wh=sim_cfg.battery_capacity_wh if sim_cfg else 60_000.0,
+                soc_pct=sim_cfg.initial_soc_pct if sim_cfg else 40.0,
+                max_discharge_power_w=sim_cfg.max_discharge_power_w if sim_cfg else 11_000.0,
+            )
+            ev = SimulatedEv(
+                plant,
+                battery,
+                onboard_charger_max_current_a=(
+                    sim_cfg.onboard_charger_max_current_a if sim_cfg else 16.0
+                ),
+                phases=sim_cfg.phases if sim_cfg else 3,
+                wants_ventilation=sim_cfg.wants_ventilation if sim_cfg else False,
+                target_soc_pct=sim_cfg.target_soc_pct if sim_cfg else 100.0,
+            )
+            meter = SimulatedMeter(plant, "dc" if evse.kind == "dc" else "ac")
+            hw = SimHardware(SimWorld(plant, ev=ev, meter=meter))
+            self.sim[evse.id] = hw
+
+        board_cfg = evse.pilot_board
+        if isinstance(board_cfg, SimPilotBoardConfig):
+            assert hw is not None
+            hw.board = SimulatedPilotBoard(
+                plant, transport="tcp" if board_cfg.link == "tcp" else "pty"
+            )
+            board = SerialPilotBoard(hw.board.url)
+        else:
+            assert isinstance(board_cfg, SerialPilotBoardConfig)
+            board = SerialPilotBoard(board_cfg.port, baudrate=board_cfg.baudrate)
+
+        stage = None
+        ps_cfg = evse.power_stage
+        if isinstance(ps_cfg, SimPowerStageConfig):
+            assert hw is not None
+            channel = f"chargepoint-sim-evse{evse.id}-{id(self)}"
+            sim_bus = can.Bus(interface="virtual", channel=channel, ignore_config=True)
+            drv_bus = can.Bus(interface="virtual", channel=channel, ignore_config=True)
+            hw.buses += [sim_bus, drv_bus]
+            caps = PowerStageCapabilities(
+                min_voltage_v=ps_cfg.min_voltage_v,
+                max_voltage_v=ps_cfg.max_voltage_v,
+                max_export_current_a=ps_cfg.max_export_current_a,
+                max_export_power_w=ps_cfg.max_export_power_w,
+                max_import_current_a=ps_cfg.max_import_current_a,
+                max_import_power_w=ps_cfg.max_import_power_w,
+                bidirectional=ps_cfg.bidirectional,
+            )
+            hw.power_module = SimulatedPowerModule(sim_bus, 1, plant, caps)
+            stage = CanPowerStage(drv_bus, 1)
+        elif isinstance(ps_cfg, CanPowerStageConfig):
+            bus = can.Bus(
+                interface=ps_cfg.interface,
+                channel=ps_cfg.channel,
+                bitrate=ps_cfg.bitrate,
+                ignore_config=True,
+            )
+            stack.callback(bus.shutdown)
+            stage = CanPowerStage(
+                bus, ps_cfg.node_id, off_current_threshold_a=ps_cfg.off_current_threshold_a
+            )
+        sim_meter = hw.world.meter if hw is not None and evse.meter is not None else None
+        isolation = hw.world.isolation if hw is not None and evse.isolation_monitor else None
+        return EvseDevices(board=board, meter=sim_meter, power_stage=stage, isolation=isolation)
+
+    def _needs_sim(self, evse: EvseConfig) -> bool:
+        return any(
+            getattr(section, "backend", None) == "sim"
+            for section in (evse.pilot_board, evse.power_stage, evse.isolation_monitor, evse.meter)
+        )
+
+    # -- running -------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            async with AsyncExitStack() as stack:
+                devices = {e.id: self._build_evse(e, stack) for e in self.config.evse}
+                for hw in self.sim.values():
+                    for bus in hw.buses:
+                        stack.callback(bus.shutdown)
+                async with asyncio.TaskGroup() as hardware:
+                    sim_tasks = [
+                        hardware.create_task(coro, name=f"sim-evse{evse_id}")
+                        for evse_id, hw in self.sim.items()
+                        for coro in hw.tasks()
+                    ]
+                    try:
+                        await self._serve(devices)
+                    finally:
+                        for task in sim_tasks:
+                            task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _serve(self, devices: dict[int, EvseDevices]) -> None:
+        for evse_id, dev in devices.items():
+            await dev.board.open()
+            for device in (dev.power_stage, dev.isolation, dev.meter):
+                if device is not None:
+                    await device.open()
+            evse = next(e for e in self.config.evse if e.id == evse_id)
+            ctl = EvseController(evse_settings(self.config, evse))
+            self.runners[evse_id] = EvseRunner(evse_id, ctl, dev, self.listeners)
+        crashed: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for evse_id, runner in self.runners.items():
+                    for name, coro in (
+                        ("safety", runner.safety_loop()),
+                        ("notices", runner.notice_loop()),
+                        ("meter", runner.meter_loop()),
+                        ("power-stage", runner.power_stage_loop()),
+                        ("isolation", runner.isolation_loop()),
+                    ):
+                        tg.create_task(_named(f"evse{evse_id}-{name}", coro))
+                control_ready = asyncio.Event()
+                tg.create_task(
+                    _named(
+                        "control", serve_control(self.control_socket, self._control, control_ready)
+                    )
+                )
+                tg.create_task(_named("watchdog", self._notifier.watchdog_loop(self._alive)))
+                tg.create_task(self._announce_ready(control_ready))
+                tg.create_task(self._wait_for_stop())
+        except* ServiceStop:
+            log.info("stopping: power off, contactors open")
+        except* Exception as group:  # noqa: BLE001 - report any crash, then re-raise
+            crashed = group
+            for exc in group.exceptions:
+                log.critical("task crashed: %r %s", exc, " ".join(getattr(exc, "__notes__", [])))
+            for runner in self.runners.values():
+                await runner.report_crash(_task_name(group), repr(group.exceptions[0]))
+        finally:
+            self._notifier.notify("STOPPING=1")
+            for runner in self.runners.values():
+                await runner.shutdown()
+        if crashed is not None:
+            raise crashed
+
+    async def _announce_ready(self, control_ready: asyncio.Event) -> None:
+        await control_ready.wait()
+        for runner in self.runners.values():
+            await runner.ready.wait()
+        self.ready.set()
+        self._notifier.notify("READY=1")
+        log.info("station %s ready: %d EVSE(s)", self.config.station.id, len(self.runners))
+
+    async def _wait_for_stop(self) -> None:
+        await self._stop.wait()
+        raise ServiceStop
+
+    def _alive(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return all(
+            r.safety_heartbeat is not None and now - r.safety_heartbeat < SAFETY_STALL_S
+            for r in self.runners.values()
+        )
+
+    # -- control socket ------------------------------------------------------------------
+    async def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return self.status()
+        runner = self._runner_for(request)
+        if cmd == "sim":
+            hw = self.sim.get(runner.evse_id)
+            if hw is None:
+                raise ControlRequestError(f"evse {runner.evse_id} has no simulated EV")
+            name, args = request.get("name"), request.get("args", [])
+            if not isinstance(name, str) or not isinstance(args, list):
+                raise ControlRequestError("sim needs 'name' (string) and 'args' (list)")
+            try:
+                return hw.world.sim_command(name, [str(a) for a in args])
+            except SimCommandError as exc:
+                raise ControlRequestError(str(exc)) from exc
+        event = _operator_event(cmd, request)
+        await runner.submit(event)
+        return self.evse_status(runner)
+
+    def _runner_for(self, request: dict[str, Any]) -> EvseRunner:
+        evse_id = request.get("evse", next(iter(self.runners)))
+        if not isinstance(evse_id, int) or evse_id not in self.runners:
+            raise ControlRequestError(f"unknown evse {evse_id!r}; have {sorted(self.runners)}")
+        return self.runners[evse_id]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "station": self.config.station.id,
+            "evse": [self.evse_status(r) for r in self.runners.values()],
+        }
+
+    def evse_status(self, runner: EvseRunner) -> dict[str, Any]:
+        ctl = runner.controller
+        meter = runner.last_meter
+        summary = runner.last_summary
+        hw = self.sim.get(runner.evse_id)
+        return {
+            "id": runner.evse_id,
+            "state": ctl.state.value,
+            "cp": runner.last_pilot.cp_state.value if runner.last_pilot else None,
+            "contactor_closed": runner.last_pilot.contactor_closed if runner.last_pilot else None,
+            "permission": ctl.permission_granted,
+            "pwm_duty_pct": ctl.pwm_duty_pct,
+            "offered_current_a": ctl.offered_current_a(),
+            "faults": [{"kind": f.kind.value, "detail": f.detail} for f in ctl.latched_faults],
+            "meter": None
+            if meter is None
+            else {
+                "import_energy_wh": meter.import_energy_wh,
+                "export_energy_wh": meter.export_energy_wh,
+                "power_w": meter.power_w,
+                "voltage_v": meter.voltage_v,
+                "current_a": meter.current_a,
+            },
+            "session_active": runner.sessions.active,
+            "last_session": None
+            if summary is None
+            else {
+                "number": summary.number,
+                "duration_s": summary.duration_s,
+                "charging_s": summary.charging_s,
+                "energy_imported_wh": summary.energy_imported_wh,
+                "energy_exported_wh": summary.energy_exported_wh,
+                "meter_start_import_wh": summary.meter_start.import_energy_wh,
+                "meter_end_import_wh": summary.meter_end.import_energy_wh,
+                "end_reason": summary.end_reason,
+            },
+            "ev": None if hw is None else hw.world.ev.state.to_dict(),
+        }
+
+
+def _operator_event(cmd: str, request: dict[str, Any]) -> Event:
+    match cmd:
+        case "start":
+            return StartCharging("operator")
+        case "stop":
+            return StopCharging("operator")
+        case "clear-faults":
+            return ClearFaults()
+        case "available":
+            return SetAvailable(bool(request.get("available", True)))
+        case "limit":
+            current = request.get("current_a")
+            if not isinstance(current, int | float):
+                raise ControlRequestError("limit needs a number 'current_a'")
+            return SetCurrentLimit(float(current))
+    raise ControlRequestError(
+        f"unknown command {cmd!r}; use status, sim, start, stop, clear-faults, available, limit"
+    )
+
+
+async def _named(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro``; tag any exception with the task's name for the crash report."""
+    try:
+        await coro
+    except Exception as exc:
+        exc.add_note(f"in task {name}")
+        raise
+
+
+def _task_name(group: BaseExceptionGroup[Exception]) -> str:
+    for exc in group.exceptions:
+        notes: list[str] = getattr(exc, "__notes__", [])
+        for note in notes:
+            if note.startswith("in task "):
+                return note.removeprefix("in task ")
+    return "unknown"

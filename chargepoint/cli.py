@@ -1,0 +1,173 @@
+"""Command line: ``chargepoint run | check-config | sim | demo | diagram``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chargepoint import __version__
+from chargepoint.config import Config, format_problems, load_config
+from chargepoint.errors import ConfigError
+
+log = logging.getLogger("chargepoint")
+
+# Relative to the working directory: the README runs commands from the clone.
+DEFAULT_CONFIG = Path("config") / "sim.toml"
+
+
+def default_config_path() -> Path:
+    """The simulated configuration shipped in the repository."""
+    return DEFAULT_CONFIG
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(format_problems(exc), file=sys.stderr)
+        return None
+    for warning in config.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str = "text", stream: object = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stdout)  # type: ignore[arg-type]
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+        )
+        formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+        formatter.converter = __import__("time").gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(Path(args.file))
+    if config is None:
+        return 1
+    print(f"{args.file}: OK ({len(config.evse)} EVSE(s), station {config.station.id})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from chargepoint.app import Station  # noqa: PLC0415 - keep check-config light
+
+    config = _load(Path(args.config))
+    if config is None:
+        return 1
+    setup_logging(args.log_level or config.runtime.log_level, config.runtime.log_format)
+    log.info("chargepoint %s starting with %s", __version__, args.config)
+    asyncio.run(Station(config).run())
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from chargepoint.adapters.control_socket import request  # noqa: PLC0415
+
+    config = _load(Path(args.config))
+    if config is None:
+        return 1
+    socket_path = Path(args.socket or config.runtime.control_socket)
+    message = {"cmd": "sim", "evse": args.evse, "name": args.command, "args": args.args}
+    if args.command in ("status",):
+        message = {"cmd": "status"}
+    try:
+        answer = asyncio.run(request(socket_path, message))
+    except (OSError, TimeoutError) as exc:
+        print(f"cannot reach the service at {socket_path}: {exc}", file=sys.stderr)
+        return 2
+    if not answer.get("ok"):
+        print(f"error: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer["result"], indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chargepoint.adapters.demo import run_demo  # noqa: PLC0415
+
+    config = _load(Path(args.config))
+    if config is None:
+        return 1
+    setup_logging(args.log_level, config.runtime.log_format, sys.stderr)
+    return asyncio.run(run_demo(config, charge_s=args.seconds, out=sys.stdout))
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from chargepoint.iec61851.diagram import to_dot  # noqa: PLC0415
+
+    print(to_dot())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chargepoint", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chargepoint {__version__}")
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    p = sub.add_parser("run", help="run the charger service")
+    p.add_argument(
+        "--config", default=str(default_config_path()), help="TOML file (default: %(default)s)"
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("sim", help="drive the simulated EV of a running service")
+    p.add_argument(
+        "command", help="plug, unplug, start, stop, status, soc PCT, fault KIND [on|off]"
+    )
+    p.add_argument("args", nargs="*")
+    p.add_argument("--evse", type=int, default=1)
+    p.add_argument("--config", default=str(default_config_path()))
+    p.add_argument("--socket", help="control socket (default: from the config)")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("demo", help="a complete simulated charging session")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="charging time (default: %(default)s)"
+    )
+    p.add_argument("--config", default=str(default_config_path()))
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("diagram", help="print the EVSE state machine as Graphviz dot")
+    p.set_defaults(func=cmd_diagram)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

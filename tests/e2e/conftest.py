@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargepoint.adapters.control_socket import request
+from chargepoint.app import Station
+from chargepoint.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SIM_TOML = ROOT / "config" / "sim.toml"
+
+
+def sim_config(tmp_path: Path, **runtime: str) -> Config:
+    text = SIM_TOML.read_text()
+    text = text.replace('"/tmp/chargepoint-sim.sock"', f'"{tmp_path / "control.sock"}"')
+    text = text.replace('"/tmp/chargepoint-sim"', f'"{tmp_path / "state"}"')
+    return parse_config(text, str(SIM_TOML))
+
+
+class Client:
+    def __init__(self, station: Station) -> None:
+        self.station = station
+
+    async def __call__(self, cmd: str, **kw: Any) -> dict[str, Any]:
+        answer = await request(self.station.control_socket, {"cmd": cmd, **kw})
+        assert answer["ok"], answer
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def sim(self, name: str, *args: str) -> dict[str, Any]:
+        return await self("sim", evse=1, name=name, args=list(args))
+
+    async def evse(self) -> dict[str, Any]:
+        status = await self("status")
+        evse: dict[str, Any] = status["evse"][0]
+        return evse
+
+    async def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], timeout_s: float = 15.0
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        st = await self.evse()
+        while not check(st):
+            assert loop.time() < end, f"timed out; last status {st}"
+            await asyncio.sleep(0.02)
+            st = await self.evse()
+        return st
+
+
+@pytest.fixture
+async def station(tmp_path: Path) -> AsyncIterator[Station]:
+    st = Station(sim_config(tmp_path))
+    task = asyncio.create_task(st.run())
+    await asyncio.wait_for(st.ready.wait(), 15)
+    yield st
+    st.stop()
+    await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+def client(station: Station) -> Client:
+    return Client(station)

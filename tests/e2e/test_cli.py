@@ -1,0 +1,93 @@
+"""The command line, as an installer or operator uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import ROOT, SIM_TOML
+
+CLI = [sys.executable, "-m", "chargepoint"]
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_check_config_accepts_shipped_files() -> None:
+    for name in ("sim.toml", "pi.example.toml"):
+        result = run_cli("check-config", str(ROOT / "config" / name))
+        assert result.returncode == 0, result.stderr
+
+
+def test_check_config_names_every_mistake(tmp_path: Path) -> None:
+    text = SIM_TOML.read_text()
+    text = text.replace("max_current_a = 32.0", 'max_current_a = "lots"')
+    text = text.replace('id = "SIM-CP-0001"', 'id = "SIM:CP"')
+    text = text.replace('log_level = "INFO"', 'log_level = "CHATTY"')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    result = run_cli("check-config", str(bad))
+    assert result.returncode != 0
+    for path in ("evse[0].max_current_a", "station.id", "runtime.log_level"):
+        assert path in result.stderr, result.stderr
+    run = run_cli("run", "--config", str(bad))
+    assert run.returncode != 0 and "evse[0].max_current_a" in run.stderr
+
+
+def test_run_sim_commands_and_orderly_sigterm(tmp_path: Path) -> None:
+    sock = tmp_path / "control.sock"
+    text = SIM_TOML.read_text().replace('"/tmp/chargepoint-sim.sock"', f'"{sock}"')
+    config = tmp_path / "sim.toml"
+    config.write_text(text)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*CLI, "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        plug = run_cli("sim", "plug", "--config", str(config))
+        assert plug.returncode == 0, plug.stderr
+        assert json.loads(plug.stdout)["status"]["ev"]["plugged"] is True
+        deadline = time.monotonic() + 20
+        while True:
+            status = json.loads(run_cli("sim", "status", "--config", str(config)).stdout)
+            if status["evse"][0]["state"] == "charging":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        bad = run_cli("sim", "fault", "meteor", "--config", str(config))
+        assert bad.returncode == 1 and "unknown fault" in bad.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "stopping: power off, contactors open" in out
+    assert not sock.exists()
+
+
+def test_sim_without_service_says_so(tmp_path: Path) -> None:
+    result = run_cli("sim", "plug", "--socket", str(tmp_path / "none.sock"))
+    assert result.returncode == 2 and "cannot reach the service" in result.stderr
+
+
+def test_diagram_is_rendered_from_the_table() -> None:
+    result = run_cli("diagram")
+    assert result.returncode == 0
+    assert "READY -> CHARGING" in result.stdout and "STOPPING -> CONNECTED" in result.stdout
