@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,15 +55,16 @@ def setup_logging(level: str, fmt: str = "text", stream: object = None) -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        formatter = logging.Formatter(
-            "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
-        )
+        formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s")
         formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
-        formatter.converter = __import__("time").gmtime
+        formatter.default_msec_format = "%s.%03d"
+        formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # transitions logs every state entry at INFO; our runner logs the changes once.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

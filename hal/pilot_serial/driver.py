@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,18 +52,22 @@ class PilotLinkStats:
     framing_errors: int = 0
     errors_by_kind: Counter[str] = field(default_factory=Counter)
     frames_lost: int = 0  # summed over sequence gaps
-    statuses_coalesced: int = 0  # a newer STATUS replaced one nobody had read yet
+    statuses_dropped: int = 0  # the backlog was full: the oldest unread STATUS was dropped
     tx_errors: int = 0
 
 
 class SerialPilotBoard:
     """Pilot/relay board on ``url`` (a tty path, pty slave path or ``socket://host:port``).
 
-    ``read_status`` is meant for one consumer. A STATUS that arrives while
-    nobody waits is kept in a one-slot mailbox (newest wins, counted in
-    ``stats.statuses_coalesced``) so a busy consumer gets the latest state
-    instead of either a backlog or a 50 ms wait for the next periodic report.
+    ``read_status`` is meant for one consumer and has queue semantics: every
+    STATUS is handed out once, in order, and a read cancelled by its caller's
+    timeout never loses one (the reader is only woken; it takes the status from
+    the backlog itself). The backlog is bounded (``BACKLOG`` reports, 3 s at the
+    board's 50 ms period); past that the oldest is dropped and counted in
+    ``stats.statuses_dropped``.
     """
+
+    BACKLOG = 64
 
     def __init__(self, url: str, *, baudrate: int = 115_200, exclusive: bool = True) -> None:
         self.url = url
@@ -79,8 +83,8 @@ class SerialPilotBoard:
         self._tx_seq = 0
         self._tx_syn = True
         self._tx_need_delimiter = True
-        self._waiters: list[asyncio.Future[PilotStatus]] = []
-        self._mailbox: PilotStatus | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._backlog: deque[PilotStatus] = deque()
         self._link_error: str | None = "not open"
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,7 +116,7 @@ class SerialPilotBoard:
         self._tx_seq = 0
         self._tx_syn = True
         self._tx_need_delimiter = True
-        self._mailbox = None
+        self._backlog.clear()
         self._link_error = None
         self._loop.add_reader(fd, self._on_readable)
         _log.info("%s: pilot board link open", self.url)
@@ -135,19 +139,18 @@ class SerialPilotBoard:
     # ------------------------------------------------------------------ status
 
     async def read_status(self) -> PilotStatus:
-        status = self._mailbox
-        if status is not None:
-            self._mailbox = None
-            return status
-        if self._link_error is not None or self._loop is None:
-            raise HalOperationError(f"{self.url}: {self._link_error}")
-        waiter: asyncio.Future[PilotStatus] = self._loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+        while True:
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._link_error is not None or self._loop is None:
+                raise HalOperationError(f"{self.url}: {self._link_error}")
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
     # ------------------------------------------------------------------ commands
 
@@ -229,16 +232,14 @@ class SerialPilotBoard:
     def _deliver(self, status: PilotStatus) -> None:
         self.stats.statuses_rx += 1
         self.last_status = status
-        delivered = False
+        if len(self._backlog) >= self.BACKLOG:
+            self._backlog.popleft()
+            self.stats.statuses_dropped += 1
+        self._backlog.append(status)
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_result(status)
-                delivered = True
+                waiter.set_result(None)
         self._waiters.clear()
-        if not delivered:
-            if self._mailbox is not None:
-                self.stats.statuses_coalesced += 1
-            self._mailbox = status
 
     def _on_other_event(self, event: object) -> None:
         if isinstance(event, FramingProblem):
@@ -274,7 +275,7 @@ class SerialPilotBoard:
         if self._fd is not None and self._loop is not None:
             self._loop.remove_reader(self._fd)
         self._fd = None
-        self._mailbox = None
+        self._backlog.clear()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(HalOperationError(f"{self.url}: {reason}"))

@@ -474,18 +474,45 @@ async def test_driver_counts_and_logs_framing_errors(
     assert "sequence gap" in caplog.text
 
 
-async def test_unread_statuses_give_newest_not_backlog(fake_board: FakeBoardEnd) -> None:
-    """However the bytes are chunked, a reader sees increasing states ending at the newest,
-    and every STATUS is either read or counted as coalesced."""
+async def test_unread_statuses_are_all_delivered_in_order(fake_board: FakeBoardEnd) -> None:
+    """However the bytes are chunked, a reader sees every STATUS once, in order."""
     board = SerialPilotBoard(fake_board.path)
     await board.open()
     try:
-        fake_board.write(b"".join(encode_frame(make_status(t), t) for t in range(1, 6)))
+        frames = b"".join(encode_frame(make_status(t), t) for t in range(1, 6))
+        fake_board.write(b"\x00" + frames)
         seen = [await asyncio.wait_for(board.read_status(), TIMEOUT_S)]
         while seen[-1].temperature_c != pytest.approx(0.5):
             seen.append(await asyncio.wait_for(board.read_status(), TIMEOUT_S))
     finally:
         await board.close()
     temperatures = [s.temperature_c for s in seen]
-    assert temperatures == sorted(set(temperatures))
-    assert len(seen) + board.stats.statuses_coalesced == 5
+    assert temperatures == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert board.stats.statuses_dropped == 0
+
+
+async def test_reads_cancelled_by_timeouts_lose_no_status(fake_board: FakeBoardEnd) -> None:
+    """A caller that reads with short timeouts (as the safety loop does) still gets
+    every STATUS: a status arriving as the timeout fires is kept for the next read."""
+    board = SerialPilotBoard(fake_board.path)
+    await board.open()
+    seen: list[float] = []
+
+    async def produce() -> None:
+        fake_board.write(b"\x00")
+        for t in range(1, 41):
+            fake_board.write(encode_frame(make_status(t), t))
+            await asyncio.sleep(0.002)
+
+    try:
+        producer = asyncio.create_task(produce())
+        loop = asyncio.get_running_loop()
+        end = loop.time() + TIMEOUT_S
+        while len(seen) < 40 and loop.time() < end:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.002):
+                    seen.append((await board.read_status()).temperature_c)
+        await producer
+    finally:
+        await board.close()
+    assert seen == pytest.approx([t / 10 for t in range(1, 41)])
