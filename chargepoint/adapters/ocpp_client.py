@@ -1,0 +1,427 @@
+"""asyncio shell around :class:`chargepoint.ocpp.station.OcppStation`.
+
+This is the only module of the project that imports the ``ocpp`` package, and
+it uses it for one thing: the OCA JSON schemas and the action catalogues
+(:class:`OcppSchemas`).  OCPP-J framing, dispatch, error codes, gating and
+retries live in the sans-I/O core (:mod:`chargepoint.ocpp`), because the
+package's ``ChargePoint`` leaves unknown actions unanswered, swaps
+NotImplemented/NotSupported, drops malformed frames silently, mangles ~40
+OCPP 2.1 property names and deadlocks when a handler sends (see docs/ocpp.md).
+
+One event loop, one :class:`asyncio.TaskGroup`: the main loop feeds the core
+with inputs from a single inbox (frames, connection results, station events)
+or wakes up at the core's next deadline, then performs the core's actions in
+order.  The connection task owns the WebSocket's receive side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from ocpp.messages import get_validator
+from ocpp.v21.enums import Action as ActionV21
+from ocpp.v201.enums import Action as ActionV201
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from chargepoint.errors import ConfigError
+from chargepoint.ocpp.device_model import DeviceModel, standard_variables
+from chargepoint.ocpp.rpc import ErrorCode, JsonObject, MessageType, ProtocolVersion
+from chargepoint.ocpp.station import (
+    Action,
+    CloseConnection,
+    DeleteQueued,
+    DeliverCommand,
+    OcppStation,
+    OpenConnection,
+    SchemaProblem,
+    SendFrame,
+    StationIdentity,
+    StoreQueued,
+    StoreState,
+    StoreVariable,
+)
+from chargepoint.ocpp.station_io import StationCommand, StationEvent
+
+from .ocpp_store import OcppStore
+
+logger = logging.getLogger(__name__)
+
+#: jsonschema keyword that failed -> OCPP-J error code (OCPP 2.0.1 Part 4 §4.3).
+_SCHEMA_ERROR_CODES = {
+    "type": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
+    "required": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
+    "minItems": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
+    "maxItems": ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION,
+    "enum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+    "maxLength": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+    "minLength": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+    "minimum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+    "maximum": ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+    "additionalProperties": ErrorCode.FORMAT_VIOLATION,
+}
+_PACKAGE_VERSION = {ProtocolVersion.V201: "2.0.1", ProtocolVersion.V21: "2.1"}
+
+
+class OcppSchemas:
+    """The OCA schemas and action lists, as shipped in the ``ocpp`` package.
+
+    Incoming CALLs are always validated (their CALLERROR codes depend on it).
+    Our own messages -- requests we send and the answers we give -- are
+    validated too unless ``validate_own`` is false: a safety net against our
+    bugs that costs about 0.5 ms per TransactionEvent (bench/ocpp_replay.py).
+    CALLRESULTs from the CSMS are always validated.
+    """
+
+    def __init__(self, *, validate_own: bool = True) -> None:
+        self.validate_own = validate_own
+
+    _ACTIONS: ClassVar[dict[ProtocolVersion, frozenset[str]]] = {
+        ProtocolVersion.V201: frozenset(a.value for a in ActionV201),
+        ProtocolVersion.V21: frozenset(a.value for a in ActionV21),
+    }
+
+    def known_actions(self, version: ProtocolVersion) -> frozenset[str]:
+        return self._ACTIONS[version]
+
+    def check(
+        self,
+        version: ProtocolVersion,
+        action: str,
+        payload: JsonObject,
+        *,
+        request: bool,
+        own: bool = False,
+    ) -> SchemaProblem | None:
+        if own and not self.validate_own:
+            return None
+        kind = MessageType.CALL if request else MessageType.CALL_RESULT
+        validator: Any = get_validator(kind.value, action, _PACKAGE_VERSION[version])
+        error: Any = next(iter(validator.iter_errors(payload)), None)
+        if error is None:
+            return None
+        code = _SCHEMA_ERROR_CODES.get(error.validator, ErrorCode.FORMAT_VIOLATION)
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        return SchemaProblem(code, f"{where}: {error.message}"[:255])
+
+
+@dataclass(frozen=True)
+class OcppClientSettings:
+    """Everything the OCPP client needs, given explicitly by the composition root."""
+
+    csms_url: str  # e.g. "ws://csms.example:9000/ocpp"; the identity is appended
+    identity: str
+    station: StationIdentity
+    state_file: Path
+    basic_auth_password: str | None = None
+    security_profile: int = 1
+    #: profile 2: the CSMSRootCertificate(s) (PEM) the CSMS server certificate must chain
+    #: to; ``None`` uses the system trust store.
+    csms_root_certificates: Path | None = None
+    subprotocols: tuple[ProtocolVersion, ...] = (ProtocolVersion.V21, ProtocolVersion.V201)
+    open_timeout_s: float = 10.0
+    #: validate what we send against the OCA schemas (see :class:`OcppSchemas`)
+    validate_own_messages: bool = True
+    queue_capacity: int = 1000
+    v2x_operation_modes: tuple[str, ...] = ()
+    organization_name: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        # OCPP 2.0.1 Part 4 §3.1.1: identity at most 48 characters, no ':'.
+        if not 0 < len(self.identity) <= 48 or ":" in self.identity:
+            problems.append(("identity", "1..48 characters without ':'"))
+        if not self.csms_url.startswith(("ws://", "wss://")):
+            problems.append(("csms_url", "must start with ws:// or wss://"))
+        if not self.subprotocols:
+            problems.append(("subprotocols", "offer at least one OCPP version"))
+        if self.security_profile not in (1, 2):
+            problems.append(("security_profile", "only profiles 1 and 2 are implemented"))
+        # A00: profile 1 is Basic auth over ws://, profile 2 Basic auth over wss://.
+        elif self.security_profile == 1 and not self.csms_url.startswith("ws://"):
+            problems.append(("csms_url", "security profile 1 uses ws://"))
+        elif self.security_profile == 2 and not self.csms_url.startswith("wss://"):
+            problems.append(("csms_url", "security profile 2 needs wss://"))
+        if problems:
+            raise ConfigError("ocpp client settings", problems)
+
+    @property
+    def url(self) -> str:
+        # Part 4 §3.1.1: the identity is the last path segment, percent-encoded.
+        return f"{self.csms_url.rstrip('/')}/{quote(self.identity, safe='')}"
+
+
+# ------------------------------------------------------------ inbox items
+@dataclass(frozen=True)
+class _Opened:
+    ws: ClientConnection
+    version: ProtocolVersion
+
+
+@dataclass(frozen=True)
+class _Failed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _FrameIn:
+    ws: ClientConnection
+    text: str
+
+
+@dataclass(frozen=True)
+class _Lost:
+    ws: ClientConnection
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """The runtime asked :meth:`OcppClient.run` to return."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    event: StationEvent
+
+
+_Input = _Opened | _Failed | _FrameIn | _Lost | _Stop | _Event
+
+
+@dataclass
+class _Connection:
+    task: asyncio.Task[None]
+    ws: ClientConnection | None = field(default=None)
+
+
+class OcppClient:
+    """The station's OCPP client.
+
+    ``commands`` receives what the CSMS asks the station to do
+    (:data:`~chargepoint.ocpp.station_io.StationCommand`); the runtime feeds
+    station events with :meth:`submit`.  :meth:`run` runs until :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        settings: OcppClientSettings,
+        commands: asyncio.Queue[StationCommand],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._commands = commands
+        self._rng = rng or random.Random()
+        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._connection: _Connection | None = None
+        self.station: OcppStation | None = None
+
+    # ------------------------------------------------------------- runtime API
+    def submit(self, event: StationEvent) -> None:
+        """Report a station event; never blocks."""
+        self._inbox.put_nowait(_Event(event))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to close the connection and return."""
+        self._inbox.put_nowait(_Stop())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        with OcppStore(self.settings.state_file) as store:
+            station = self._build_station(store, time.time() - loop.time())
+            self.station = station
+            station.start(loop.time())
+            async with asyncio.TaskGroup() as group:
+                while True:
+                    await self._perform(station.actions(), store, group)
+                    item = await self._next_input(station, loop)
+                    now = loop.time()
+                    match item:
+                        case None:
+                            station.handle_timer(now)
+                        case _Stop():
+                            await self._disconnect("service stopping")
+                            break
+                        case _Event(event):
+                            station.station_event(now, event)
+                        case _Opened(ws, version) if self._connection is not None:
+                            self._connection.ws = ws
+                            logger.info("connected to %s with %s", self.settings.url, version.value)
+                            station.connection_opened(now, version)
+                        case _Failed(reason):
+                            self._connection = None
+                            station.connection_failed(now, reason)
+                        case _FrameIn(ws, text) if self._current(ws):
+                            logger.debug("<- %s", _loggable(text))
+                            station.receive_frame(now, text)
+                        case _Lost(ws, reason) if self._current(ws):
+                            self._connection = None
+                            station.connection_lost(now, reason)
+                        case _:
+                            logger.debug(
+                                "ignoring %s from a closed connection", type(item).__name__
+                            )
+
+    # --------------------------------------------------------------- internals
+    def _build_station(self, store: OcppStore, utc_offset_s: float) -> OcppStation:
+        s = self.settings
+        specs = standard_variables(
+            identity=s.identity,
+            security_profile=s.security_profile,
+            basic_auth_password=s.basic_auth_password,
+            evse_connectors=s.station.evse_connectors,
+            organization_name=s.organization_name,
+            v2x_operation_modes=s.v2x_operation_modes,
+        )
+        return OcppStation(
+            identity=s.station,
+            model=DeviceModel(specs, store.load_variables()),
+            schemas=OcppSchemas(validate_own=s.validate_own_messages),
+            rng=self._rng,
+            new_id=lambda: str(uuid.uuid4()),
+            utc_offset_s=utc_offset_s,
+            queued=store.load_queue(),
+            stored_state=store.load_state(),
+            queue_capacity=s.queue_capacity,
+        )
+
+    def _current(self, ws: ClientConnection) -> bool:
+        return self._connection is not None and self._connection.ws is ws
+
+    async def _next_input(
+        self, station: OcppStation, loop: asyncio.AbstractEventLoop
+    ) -> _Input | None:
+        """The next inbox item, or ``None`` when the core's deadline comes first."""
+        deadline = station.next_deadline()
+        if deadline is None:
+            return await self._inbox.get()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._inbox.get()
+        except TimeoutError:
+            return None
+
+    async def _perform(
+        self, actions: list[Action], store: OcppStore, group: asyncio.TaskGroup
+    ) -> None:
+        for action in actions:
+            match action:
+                case SendFrame(text, summary):
+                    await self._send(text, summary)
+                case StoreQueued(message):
+                    store.save_queued(message)
+                case DeleteQueued(seq):
+                    store.delete_queued(seq)
+                case StoreVariable(key, value):
+                    store.save_variable(key, value)
+                case StoreState(name, data):
+                    store.save_state(name, data)
+                case DeliverCommand(command):
+                    logger.info("command for the station: %s", command)
+                    self._commands.put_nowait(command)
+                case OpenConnection():
+                    task = group.create_task(self._connect(action))
+                    self._connection = _Connection(task)
+                case CloseConnection(reason):
+                    await self._disconnect(reason)
+
+    async def _send(self, text: str, summary: str) -> None:
+        ws = self._connection.ws if self._connection is not None else None
+        if ws is None:
+            logger.warning("cannot send %s: not connected", summary)
+            return
+        logger.debug("-> %s: %s", summary, _loggable(text))
+        try:
+            await ws.send(text)
+        except ConnectionClosed as exc:
+            # The connection task reports the loss; the core then re-queues.
+            logger.info("send of %s failed, connection closed: %s", summary, exc)
+
+    async def _disconnect(self, reason: str) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if connection.ws is not None:
+            logger.info("closing connection: %s", reason)
+            await connection.ws.close(reason=reason[:120])
+        connection.task.cancel()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """A00.FR.3xx: TLS 1.2 or newer; the server certificate must chain to the
+        CSMSRootCertificate and match the host name.  Read on every attempt so that
+        an installed root certificate takes effect without a restart."""
+        roots = self.settings.csms_root_certificates
+        context = ssl.create_default_context(cafile=str(roots) if roots else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def _handshake_headers(self, action: OpenConnection) -> dict[str, str]:
+        if action.basic_auth_password is None:
+            return {}
+        # A00.FR.2xx: Basic auth, user name = station identity (security profiles 1/2).
+        token = f"{self.settings.identity}:{action.basic_auth_password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(token).decode("ascii")}
+
+    async def _connect(self, action: OpenConnection) -> None:
+        offered = [Subprotocol(v.value) for v in self.settings.subprotocols]
+        logger.info("connecting to %s offering %s", self.settings.url, ", ".join(offered))
+        try:
+            ws = await connect(
+                self.settings.url,
+                ssl=self._tls_context() if self.settings.url.startswith("wss://") else None,
+                subprotocols=offered,
+                additional_headers=self._handshake_headers(action),
+                ping_interval=action.ping_interval_s or None,
+                open_timeout=self.settings.open_timeout_s,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            # ssl.SSLError (e.g. CERTIFICATE_VERIFY_FAILED) is an OSError.
+            logger.warning(
+                "connecting to %s failed: %s: %s", self.settings.url, type(exc).__name__, exc
+            )
+            self._inbox.put_nowait(_Failed(f"{type(exc).__name__}: {exc}"))
+            return
+        version = _selected_version(ws.subprotocol)
+        if version is None:
+            # Part 4 §3.1.2: the version is what the CSMS selected; never guess it.
+            logger.error(
+                "CSMS selected no OCPP subprotocol (offered %s, got %r): closing",
+                ", ".join(offered),
+                ws.subprotocol,
+            )
+            await ws.close(reason="no OCPP subprotocol selected")
+            self._inbox.put_nowait(_Failed("no subprotocol selected"))
+            return
+        self._inbox.put_nowait(_Opened(ws, version))
+        reason = "closed"
+        try:
+            async for message in ws:
+                text = message if isinstance(message, str) else message.decode(errors="replace")
+                self._inbox.put_nowait(_FrameIn(ws, text))
+        except ConnectionClosed as exc:
+            reason = str(exc)
+        self._inbox.put_nowait(_Lost(ws, reason))
+
+
+def _loggable(text: str) -> str:
+    """The frame for the DEBUG log, unless it may carry the Basic auth password."""
+    if "BasicAuthPassword" in text:
+        return f"({len(text)} characters mentioning BasicAuthPassword, not logged)"
+    return text
+
+
+def _selected_version(subprotocol: str | None) -> ProtocolVersion | None:
+    versions: Mapping[str, ProtocolVersion] = {v.value: v for v in ProtocolVersion}
+    return versions.get(subprotocol) if subprotocol is not None else None

@@ -1,0 +1,139 @@
+"""SQLite persistence for the OCPP client: device-model values, the durable
+message queue and small pieces of core state.
+
+One file, opened in WAL mode with ``synchronous=FULL``: every write below is
+its own committed transaction, so once a method returns the data survives a
+``kill -9`` or a power cut (as far as the storage honours fsync).  The store
+does only what the core tells it; it never decides anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from chargepoint.ocpp.device_model import AttributeType, ComponentKey, ValueKey, VariableKey
+from chargepoint.ocpp.queue import MessageKind, QueuedMessage
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS variable (
+    key   TEXT PRIMARY KEY,   -- canonical JSON of (component, variable, attribute)
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    seq      INTEGER PRIMARY KEY,
+    action   TEXT NOT NULL,
+    payload  TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    attempts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    name TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+"""
+
+
+def _encode_key(key: ValueKey) -> str:
+    component, variable, attribute = key
+    return json.dumps(
+        [
+            component.name,
+            component.instance,
+            component.evse_id,
+            component.connector_id,
+            variable.name,
+            variable.instance,
+            attribute.value,
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _decode_key(text: str) -> ValueKey:
+    name, instance, evse_id, connector_id, var_name, var_instance, attribute = json.loads(text)
+    return (
+        ComponentKey(name, instance, evse_id, connector_id),
+        VariableKey(var_name, var_instance),
+        AttributeType(attribute),
+    )
+
+
+class OcppStore:
+    """The OCPP client's state file.  Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # isolation_level=None: autocommit; each statement below is one transaction.
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> OcppStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------- variables
+    def load_variables(self) -> dict[ValueKey, str]:
+        rows = self._db.execute("SELECT key, value FROM variable").fetchall()
+        return {_decode_key(key): value for key, value in rows}
+
+    def save_variable(self, key: ValueKey, value: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO variable (key, value) VALUES (?, ?)", (_encode_key(key), value)
+        )
+
+    # --------------------------------------------------------------- queue
+    def load_queue(self) -> tuple[QueuedMessage, ...]:
+        rows = self._db.execute(
+            "SELECT seq, action, payload, kind, attempts FROM queue ORDER BY seq"
+        ).fetchall()
+        return tuple(
+            QueuedMessage(seq, action, json.loads(payload), MessageKind(kind), attempts)
+            for seq, action, payload, kind, attempts in rows
+        )
+
+    def save_queued(self, message: QueuedMessage) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO queue (seq, action, payload, kind, attempts) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                message.seq,
+                message.action,
+                json.dumps(message.payload, separators=(",", ":")),
+                message.kind.value,
+                message.attempts,
+            ),
+        )
+
+    def delete_queued(self, seq: int) -> None:
+        self._db.execute("DELETE FROM queue WHERE seq = ?", (seq,))
+
+    # --------------------------------------------------------------- state
+    def load_state(self) -> dict[str, dict[str, Any]]:
+        rows = self._db.execute("SELECT name, data FROM state").fetchall()
+        return {name: json.loads(data) for name, data in rows}
+
+    def save_state(self, name: str, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO state (name, data) VALUES (?, ?)",
+            (name, json.dumps(data, separators=(",", ":"), sort_keys=True)),
+        )

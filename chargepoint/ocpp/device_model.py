@@ -1,0 +1,759 @@
+"""OCPP device model: components, variables and their attributes (OCPP 2.0.1 Part 1 §4, Part 2 B).
+
+Theory of operation: a :class:`DeviceModel` is built from a list of
+:class:`VariableSpec` (what the station declares, see :func:`standard_variables`)
+plus the values persisted earlier (the adapter store loads them).  It answers
+the three questions the CSMS can ask:
+
+* :meth:`DeviceModel.get` -- one GetVariableData entry (use case B06);
+* :meth:`DeviceModel.set` -- one SetVariableData entry (use case B05), with the
+  value check the variable's characteristics demand;
+* :meth:`DeviceModel.report` -- the reportData entries of a base report (B07).
+
+Values are kept as the strings OCPP carries; typed accessors convert on read.
+``set`` does not persist anything: it returns whether the new value must be
+persisted and the core turns that into an action for the adapter store.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from chargepoint.errors import LocalProtocolError
+
+
+class AttributeType(Enum):
+    ACTUAL = "Actual"
+    TARGET = "Target"
+    MIN_SET = "MinSet"
+    MAX_SET = "MaxSet"
+
+
+class Mutability(Enum):
+    READ_ONLY = "ReadOnly"
+    WRITE_ONLY = "WriteOnly"
+    READ_WRITE = "ReadWrite"
+
+
+class DataType(Enum):
+    STRING = "string"
+    DECIMAL = "decimal"
+    INTEGER = "integer"
+    DATE_TIME = "dateTime"
+    BOOLEAN = "boolean"
+    OPTION_LIST = "OptionList"
+    SEQUENCE_LIST = "SequenceList"
+    MEMBER_LIST = "MemberList"
+
+
+class GetVariableStatus(Enum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    UNKNOWN_COMPONENT = "UnknownComponent"
+    UNKNOWN_VARIABLE = "UnknownVariable"
+    NOT_SUPPORTED_ATTRIBUTE_TYPE = "NotSupportedAttributeType"
+
+
+class SetVariableStatus(Enum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    UNKNOWN_COMPONENT = "UnknownComponent"
+    UNKNOWN_VARIABLE = "UnknownVariable"
+    NOT_SUPPORTED_ATTRIBUTE_TYPE = "NotSupportedAttributeType"
+    REBOOT_REQUIRED = "RebootRequired"
+
+
+class ReportBase(Enum):
+    CONFIGURATION_INVENTORY = "ConfigurationInventory"
+    FULL_INVENTORY = "FullInventory"
+    SUMMARY_INVENTORY = "SummaryInventory"
+
+
+@dataclass(frozen=True, order=True)
+class ComponentKey:
+    name: str
+    instance: str | None = None
+    evse_id: int | None = None
+    connector_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.instance is not None:
+            out["instance"] = self.instance
+        if self.evse_id is not None:
+            evse: dict[str, Any] = {"id": self.evse_id}
+            if self.connector_id is not None:
+                evse["connectorId"] = self.connector_id
+            out["evse"] = evse
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ComponentKey:
+        evse = data.get("evse") or {}
+        return cls(data["name"], data.get("instance"), evse.get("id"), evse.get("connectorId"))
+
+
+@dataclass(frozen=True, order=True)
+class VariableKey:
+    name: str
+    instance: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.instance is not None:
+            out["instance"] = self.instance
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VariableKey:
+        return cls(data["name"], data.get("instance"))
+
+
+@dataclass(frozen=True)
+class Characteristics:
+    """VariableCharacteristicsType.  For strings the limits are lengths."""
+
+    data_type: DataType
+    unit: str | None = None
+    min_limit: float | None = None
+    max_limit: float | None = None
+    values_list: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dataType": self.data_type.value, "supportsMonitoring": False}
+        if self.unit is not None:
+            out["unit"] = self.unit
+        if self.min_limit is not None:
+            out["minLimit"] = self.min_limit
+        if self.max_limit is not None:
+            out["maxLimit"] = self.max_limit
+        if self.values_list:
+            out["valuesList"] = ",".join(self.values_list)
+        return out
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    mutability: Mutability
+    initial: str | None
+    persistent: bool = True
+    constant: bool = False
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    component: ComponentKey
+    variable: VariableKey
+    characteristics: Characteristics
+    attributes: Mapping[AttributeType, AttributeSpec]
+    reboot_required: bool = False
+
+    def __post_init__(self) -> None:
+        for attribute in self.attributes.values():
+            if attribute.initial is not None:
+                problem = check_value(self.characteristics, attribute.initial)
+                if problem is not None:
+                    raise LocalProtocolError(
+                        f"{self.component.name}.{self.variable.name}: initial value "
+                        f"{attribute.initial!r}: {problem}"
+                    )
+
+
+ValueKey = tuple[ComponentKey, VariableKey, AttributeType]
+
+
+@dataclass(frozen=True)
+class GetOutcome:
+    status: GetVariableStatus
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    status: SetVariableStatus
+    reason_code: str | None = None
+    #: (key, value) to persist when the set was accepted and the attribute persists.
+    persist: tuple[ValueKey, str] | None = None
+
+
+def _as_float(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def check_value(chars: Characteristics, value: str) -> str | None:
+    """Why ``value`` is not acceptable for ``chars``, or ``None`` if it is.
+
+    The reason is a reasonCode for attributeStatusInfo (OCPP 2.0.1 B05: the
+    station rejects a value that does not fit the variable's characteristics).
+    """
+    number: float | None = None
+    match chars.data_type:
+        case DataType.INTEGER:
+            try:
+                number = int(value.strip(), 10)
+            except ValueError:
+                return "InvalidValue"
+        case DataType.DECIMAL:
+            number = _as_float(value)
+            if number is None:
+                return "InvalidValue"
+        case DataType.BOOLEAN:
+            if value not in ("true", "false"):
+                return "InvalidValue"
+        case DataType.DATE_TIME:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return "InvalidValue"
+        case DataType.STRING:
+            number = None
+            if chars.max_limit is not None and len(value) > chars.max_limit:
+                return "ValueTooLong"
+            if chars.min_limit is not None and len(value) < chars.min_limit:
+                return "ValueTooShort"
+        case DataType.OPTION_LIST:
+            if value not in chars.values_list:
+                return "InvalidValue"
+        case DataType.SEQUENCE_LIST | DataType.MEMBER_LIST:
+            items = value.split(",") if value else []
+            if any(item not in chars.values_list for item in items):
+                return "InvalidValue"
+            if len(set(items)) != len(items):
+                return "InvalidValue"
+    if number is not None:
+        if chars.min_limit is not None and number < chars.min_limit:
+            return "ValueTooLow"
+        if chars.max_limit is not None and number > chars.max_limit:
+            return "ValueTooHigh"
+    return None
+
+
+@dataclass
+class _Variable:
+    spec: VariableSpec
+    values: dict[AttributeType, str | None] = field(default_factory=dict)
+
+
+#: Variables a SummaryInventory reports (OCPP 2.0.1 B07: availability and problems).
+_SUMMARY_VARIABLES = frozenset({"AvailabilityState", "Available", "Problem", "Tripped"})
+
+
+class DeviceModel:
+    """The station's variables and their current values."""
+
+    def __init__(self, specs: Iterable[VariableSpec], stored: Mapping[ValueKey, str]) -> None:
+        self._variables: dict[tuple[ComponentKey, VariableKey], _Variable] = {}
+        self._components: set[ComponentKey] = set()
+        for spec in specs:
+            key = (spec.component, spec.variable)
+            if key in self._variables:
+                raise LocalProtocolError(f"variable declared twice: {key}")
+            values: dict[AttributeType, str | None] = {}
+            for attribute, attr_spec in spec.attributes.items():
+                saved = stored.get((spec.component, spec.variable, attribute))
+                usable = (
+                    saved is not None
+                    and attr_spec.persistent
+                    and not attr_spec.constant
+                    and check_value(spec.characteristics, saved) is None
+                )
+                values[attribute] = saved if usable else attr_spec.initial
+            self._variables[key] = _Variable(spec, values)
+            self._components.add(spec.component)
+
+    # ----------------------------------------------------------- CSMS access
+    def get(
+        self,
+        component: ComponentKey,
+        variable: VariableKey,
+        attribute: AttributeType = AttributeType.ACTUAL,
+    ) -> GetOutcome:
+        """One GetVariableData entry (use case B06)."""
+        found = self._lookup(component, variable)
+        if isinstance(found, GetVariableStatus):
+            return GetOutcome(found)
+        attr_spec = found.spec.attributes.get(attribute)
+        if attr_spec is None:
+            return GetOutcome(GetVariableStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+        if attr_spec.mutability is Mutability.WRITE_ONLY:
+            # B06: a WriteOnly variable is never read out.
+            return GetOutcome(GetVariableStatus.REJECTED)
+        return GetOutcome(GetVariableStatus.ACCEPTED, found.values[attribute] or "")
+
+    def set(
+        self,
+        component: ComponentKey,
+        variable: VariableKey,
+        value: str,
+        attribute: AttributeType = AttributeType.ACTUAL,
+    ) -> SetOutcome:
+        """One SetVariableData entry (use case B05)."""
+        found = self._lookup(component, variable)
+        if isinstance(found, GetVariableStatus):
+            return SetOutcome(SetVariableStatus(found.value))
+        attr_spec = found.spec.attributes.get(attribute)
+        if attr_spec is None:
+            return SetOutcome(SetVariableStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE)
+        if attr_spec.mutability is Mutability.READ_ONLY:
+            # B05: a ReadOnly variable is rejected.
+            return SetOutcome(SetVariableStatus.REJECTED, "ReadOnly")
+        problem = check_value(found.spec.characteristics, value)
+        if problem is not None:
+            return SetOutcome(SetVariableStatus.REJECTED, problem)
+        found.values[attribute] = value
+        persist = None
+        if attr_spec.persistent:
+            persist = ((component, variable, attribute), value)
+        status = (
+            SetVariableStatus.REBOOT_REQUIRED
+            if found.spec.reboot_required
+            else SetVariableStatus.ACCEPTED
+        )
+        return SetOutcome(status, None, persist)
+
+    def report(self, base: ReportBase) -> list[dict[str, Any]]:
+        """reportData entries for a base report (use case B07), in a stable order."""
+        out: list[dict[str, Any]] = []
+        for key in sorted(self._variables, key=_sort_key):
+            var = self._variables[key]
+            mutabilities = {a.mutability for a in var.spec.attributes.values()}
+            if base is ReportBase.CONFIGURATION_INVENTORY and mutabilities == {
+                Mutability.READ_ONLY
+            }:
+                continue
+            if (
+                base is ReportBase.SUMMARY_INVENTORY
+                and var.spec.variable.name not in _SUMMARY_VARIABLES
+            ):
+                continue
+            attributes = []
+            for attribute, attr_spec in var.spec.attributes.items():
+                entry: dict[str, Any] = {
+                    "type": attribute.value,
+                    "mutability": attr_spec.mutability.value,
+                    "persistent": attr_spec.persistent,
+                    "constant": attr_spec.constant,
+                }
+                value = var.values[attribute]
+                # B07: the value of a WriteOnly variable is not reported.
+                if attr_spec.mutability is not Mutability.WRITE_ONLY and value is not None:
+                    entry["value"] = value
+                attributes.append(entry)
+            item: dict[str, Any] = {
+                "component": var.spec.component.to_json(),
+                "variable": var.spec.variable.to_json(),
+                "variableAttribute": attributes,
+            }
+            if base is not ReportBase.SUMMARY_INVENTORY:
+                item["variableCharacteristics"] = var.spec.characteristics.to_json()
+            out.append(item)
+        return out
+
+    # -------------------------------------------------------- station access
+    def value(
+        self,
+        component: ComponentKey,
+        variable: VariableKey,
+        attribute: AttributeType = AttributeType.ACTUAL,
+    ) -> str | None:
+        """Read a value regardless of mutability (the station reads WriteOnly ones)."""
+        var = self._variables.get((component, variable))
+        if var is None:
+            raise LocalProtocolError(f"undeclared variable {component.name}.{variable.name}")
+        return var.values.get(attribute)
+
+    def int_value(self, component: ComponentKey, variable: VariableKey) -> int:
+        raw = self.value(component, variable)
+        return int(raw) if raw is not None else 0
+
+    def bool_value(self, component: ComponentKey, variable: VariableKey) -> bool:
+        return self.value(component, variable) == "true"
+
+    def list_value(self, component: ComponentKey, variable: VariableKey) -> tuple[str, ...]:
+        raw = self.value(component, variable)
+        return tuple(raw.split(",")) if raw else ()
+
+    def update(
+        self,
+        component: ComponentKey,
+        variable: VariableKey,
+        value: str,
+        attribute: AttributeType = AttributeType.ACTUAL,
+    ) -> tuple[ValueKey, str] | None:
+        """The station itself changes a value (e.g. the HeartbeatInterval from a
+        BootNotificationResponse).  Returns what to persist, if anything."""
+        var = self._variables.get((component, variable))
+        if var is None:
+            raise LocalProtocolError(f"undeclared variable {component.name}.{variable.name}")
+        problem = check_value(var.spec.characteristics, value)
+        if problem is not None:
+            raise LocalProtocolError(f"{component.name}.{variable.name} = {value!r}: {problem}")
+        var.values[attribute] = value
+        attr_spec = var.spec.attributes[attribute]
+        return ((component, variable, attribute), value) if attr_spec.persistent else None
+
+    def _lookup(
+        self, component: ComponentKey, variable: VariableKey
+    ) -> _Variable | GetVariableStatus:
+        var = self._variables.get((component, variable))
+        if var is not None:
+            return var
+        if component not in self._components:
+            return GetVariableStatus.UNKNOWN_COMPONENT
+        return GetVariableStatus.UNKNOWN_VARIABLE
+
+
+def _sort_key(key: tuple[ComponentKey, VariableKey]) -> tuple[Any, ...]:
+    comp, var = key
+    return (
+        comp.name,
+        comp.instance or "",
+        comp.evse_id or 0,
+        comp.connector_id or 0,
+        var.name,
+        var.instance or "",
+    )
+
+
+# ---------------------------------------------------------------------------
+# The standard components and variables this station declares.
+# ---------------------------------------------------------------------------
+
+#: Component keys the core reads; names as in OCPP 2.0.1 Part 2 Appendix 3.
+OCPP_COMM = ComponentKey("OCPPCommCtrlr")
+TX_CTRLR = ComponentKey("TxCtrlr")
+DEVICE_DATA = ComponentKey("DeviceDataCtrlr")
+CLOCK = ComponentKey("ClockCtrlr")
+SECURITY = ComponentKey("SecurityCtrlr")
+SAMPLED_DATA = ComponentKey("SampledDataCtrlr")
+ALIGNED_DATA = ComponentKey("AlignedDataCtrlr")
+AUTH = ComponentKey("AuthCtrlr")
+AUTH_CACHE = ComponentKey("AuthCacheCtrlr")
+LOCAL_AUTH_LIST = ComponentKey("LocalAuthListCtrlr")
+SMART_CHARGING = ComponentKey("SmartChargingCtrlr")
+ISO15118 = ComponentKey("ISO15118Ctrlr")
+CHARGING_STATION = ComponentKey("ChargingStation")
+
+RETRY_WAIT_MINIMUM = VariableKey("RetryBackOffWaitMinimum")
+RETRY_RANDOM_RANGE = VariableKey("RetryBackOffRandomRange")
+RETRY_REPEAT_TIMES = VariableKey("RetryBackOffRepeatTimes")
+HEARTBEAT_INTERVAL = VariableKey("HeartbeatInterval")
+MESSAGE_TIMEOUT = VariableKey("MessageTimeout", "Default")
+MESSAGE_ATTEMPTS_TX = VariableKey("MessageAttempts", "TransactionEvent")
+MESSAGE_ATTEMPT_INTERVAL_TX = VariableKey("MessageAttemptInterval", "TransactionEvent")
+QUEUE_ALL_MESSAGES = VariableKey("QueueAllMessages")
+WEBSOCKET_PING_INTERVAL = VariableKey("WebSocketPingInterval")
+ITEMS_PER_MESSAGE_GET_REPORT = VariableKey("ItemsPerMessage", "GetReport")
+ITEMS_PER_MESSAGE_GET_VARIABLES = VariableKey("ItemsPerMessage", "GetVariables")
+ITEMS_PER_MESSAGE_SET_VARIABLES = VariableKey("ItemsPerMessage", "SetVariables")
+BYTES_PER_MESSAGE_GET_REPORT = VariableKey("BytesPerMessage", "GetReport")
+BYTES_PER_MESSAGE_GET_VARIABLES = VariableKey("BytesPerMessage", "GetVariables")
+BYTES_PER_MESSAGE_SET_VARIABLES = VariableKey("BytesPerMessage", "SetVariables")
+DATE_TIME = VariableKey("DateTime")
+SECURITY_PROFILE = VariableKey("SecurityProfile")
+BASIC_AUTH_PASSWORD = VariableKey("BasicAuthPassword")
+IDENTITY = VariableKey("Identity")
+TX_UPDATED_MEASURANDS = VariableKey("TxUpdatedMeasurands")
+TX_UPDATED_INTERVAL = VariableKey("TxUpdatedInterval")
+TX_STARTED_MEASURANDS = VariableKey("TxStartedMeasurands")
+TX_ENDED_MEASURANDS = VariableKey("TxEndedMeasurands")
+ENABLED = VariableKey("Enabled")
+AVAILABLE = VariableKey("Available")
+AVAILABILITY_STATE = VariableKey("AvailabilityState")
+
+#: Measurands this station can sample (OCPP 2.0.1 Part 2 §7 MeasurandEnumType).
+SUPPORTED_MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Energy.Active.Export.Register",
+    "Power.Active.Import",
+    "Power.Active.Export",
+    "Voltage",
+    "Current.Import",
+    "Current.Export",
+    "SoC",
+)
+_TX_POINTS = (
+    "ParkingBayOccupancy",
+    "EVConnected",
+    "Authorized",
+    "DataSigned",
+    "PowerPathClosed",
+    "EnergyTransfer",
+)
+_AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
+
+
+def _var(
+    component: ComponentKey,
+    variable: VariableKey,
+    data_type: DataType,
+    mutability: Mutability,
+    initial: str | None,
+    *,
+    unit: str | None = None,
+    min_limit: float | None = None,
+    max_limit: float | None = None,
+    values: tuple[str, ...] = (),
+    persistent: bool = True,
+    constant: bool = False,
+    reboot_required: bool = False,
+) -> VariableSpec:
+    return VariableSpec(
+        component,
+        variable,
+        Characteristics(data_type, unit, min_limit, max_limit, values),
+        {AttributeType.ACTUAL: AttributeSpec(mutability, initial, persistent, constant)},
+        reboot_required,
+    )
+
+
+def standard_variables(
+    *,
+    identity: str,
+    security_profile: int,
+    basic_auth_password: str | None,
+    evse_connectors: Mapping[int, int],
+    organization_name: str = "",
+    v2x_operation_modes: tuple[str, ...] = (),
+) -> list[VariableSpec]:
+    """The Core components and variables (OCPP 2.0.1 Part 2 Appendix 3), plus the
+    declarations for smart charging, ISO 15118 and OCPP 2.1 V2X.
+
+    ``evse_connectors`` maps each EVSE id to its number of connectors.
+    Defaults are this project's choices; all of them are documented in docs/ocpp.md.
+    """
+    ro, rw, wo = Mutability.READ_ONLY, Mutability.READ_WRITE, Mutability.WRITE_ONLY
+    integer, boolean = DataType.INTEGER, DataType.BOOLEAN
+    member, string = DataType.MEMBER_LIST, DataType.STRING
+    energy = ",".join(SUPPORTED_MEASURANDS[:2])
+    specs = [
+        _var(OCPP_COMM, RETRY_WAIT_MINIMUM, integer, rw, "10", unit="s", min_limit=0),
+        _var(OCPP_COMM, RETRY_RANDOM_RANGE, integer, rw, "10", unit="s", min_limit=0),
+        _var(OCPP_COMM, RETRY_REPEAT_TIMES, integer, rw, "5", min_limit=0),
+        _var(OCPP_COMM, HEARTBEAT_INTERVAL, integer, rw, "300", unit="s", min_limit=1),
+        _var(OCPP_COMM, MESSAGE_TIMEOUT, integer, rw, "30", unit="s", min_limit=1),
+        _var(OCPP_COMM, MESSAGE_ATTEMPTS_TX, integer, rw, "3", min_limit=1),
+        _var(OCPP_COMM, MESSAGE_ATTEMPT_INTERVAL_TX, integer, rw, "60", unit="s", min_limit=0),
+        _var(
+            OCPP_COMM,
+            VariableKey("NetworkConfigurationPriority"),
+            DataType.SEQUENCE_LIST,
+            rw,
+            "0",
+            values=("0",),
+            # B10: the new connection order is used after the next reboot.
+            reboot_required=True,
+        ),
+        _var(
+            OCPP_COMM,
+            VariableKey("NetworkProfileConnectionAttempts"),
+            integer,
+            rw,
+            "3",
+            min_limit=1,
+        ),
+        _var(OCPP_COMM, VariableKey("OfflineThreshold"), integer, rw, "60", unit="s", min_limit=0),
+        _var(OCPP_COMM, VariableKey("ResetRetries"), integer, rw, "2", min_limit=0),
+        _var(OCPP_COMM, QUEUE_ALL_MESSAGES, boolean, rw, "false"),
+        _var(OCPP_COMM, WEBSOCKET_PING_INTERVAL, integer, rw, "30", unit="s", min_limit=0),
+        _var(
+            OCPP_COMM,
+            VariableKey("FileTransferProtocols"),
+            member,
+            ro,
+            "HTTPS",
+            values=("HTTPS",),
+            constant=True,
+        ),
+        # TxStartPoint/TxStopPoint: the runtime decides when a session starts and
+        # ends, so they are reported but read-only until it honours other values.
+        _var(
+            TX_CTRLR, VariableKey("TxStartPoint"), member, ro, "PowerPathClosed", values=_TX_POINTS
+        ),
+        _var(
+            TX_CTRLR,
+            VariableKey("TxStopPoint"),
+            member,
+            ro,
+            "EVConnected,Authorized",
+            values=_TX_POINTS,
+        ),
+        _var(
+            TX_CTRLR, VariableKey("EVConnectionTimeOut"), integer, rw, "60", unit="s", min_limit=0
+        ),
+        _var(TX_CTRLR, VariableKey("StopTxOnEVSideDisconnect"), boolean, ro, "true"),
+        _var(TX_CTRLR, VariableKey("StopTxOnInvalidId"), boolean, rw, "true"),
+        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_GET_REPORT, integer, ro, "20", constant=True),
+        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_GET_VARIABLES, integer, ro, "50", constant=True),
+        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_SET_VARIABLES, integer, ro, "50", constant=True),
+        _var(DEVICE_DATA, BYTES_PER_MESSAGE_GET_REPORT, integer, ro, "32000", constant=True),
+        _var(DEVICE_DATA, BYTES_PER_MESSAGE_GET_VARIABLES, integer, ro, "32000", constant=True),
+        _var(DEVICE_DATA, BYTES_PER_MESSAGE_SET_VARIABLES, integer, ro, "32000", constant=True),
+        _var(CLOCK, DATE_TIME, DataType.DATE_TIME, ro, None, persistent=False),
+        _var(
+            CLOCK,
+            VariableKey("TimeSource"),
+            DataType.SEQUENCE_LIST,
+            rw,
+            "Heartbeat",
+            values=(
+                "Heartbeat",
+                "NTP",
+                "GPS",
+                "RealTimeClock",
+                "MobileNetwork",
+                "RadioTimeTransmitter",
+            ),
+        ),
+        # SecurityProfile changes only through SetNetworkProfile (A05), not here.
+        _var(
+            SECURITY, SECURITY_PROFILE, integer, ro, str(security_profile), min_limit=0, max_limit=3
+        ),
+        # A00/A01: 16..40 characters, write-only.
+        _var(
+            SECURITY,
+            BASIC_AUTH_PASSWORD,
+            string,
+            wo,
+            basic_auth_password,
+            min_limit=16,
+            max_limit=40,
+        ),
+        _var(SECURITY, IDENTITY, string, ro, identity, max_limit=48),
+        _var(
+            SECURITY, VariableKey("OrganizationName"), string, rw, organization_name, max_limit=64
+        ),
+        _var(SECURITY, VariableKey("CertificateEntries"), integer, ro, "0", persistent=False),
+        _var(
+            SAMPLED_DATA,
+            TX_UPDATED_MEASURANDS,
+            member,
+            rw,
+            "Energy.Active.Import.Register,Energy.Active.Export.Register,"
+            "Power.Active.Import,Power.Active.Export,SoC",
+            values=SUPPORTED_MEASURANDS,
+        ),
+        _var(SAMPLED_DATA, TX_UPDATED_INTERVAL, integer, rw, "60", unit="s", min_limit=0),
+        _var(SAMPLED_DATA, TX_STARTED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
+        _var(SAMPLED_DATA, TX_ENDED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
+        _var(SAMPLED_DATA, VariableKey("TxEndedInterval"), integer, rw, "0", unit="s", min_limit=0),
+        _var(ALIGNED_DATA, VariableKey("Interval"), integer, rw, "0", unit="s", min_limit=0),
+        _var(
+            ALIGNED_DATA, VariableKey("Measurands"), member, rw, energy, values=SUPPORTED_MEASURANDS
+        ),
+        _var(ALIGNED_DATA, VariableKey("TxEndedInterval"), integer, rw, "0", unit="s", min_limit=0),
+        _var(
+            ALIGNED_DATA,
+            VariableKey("TxEndedMeasurands"),
+            member,
+            rw,
+            energy,
+            values=SUPPORTED_MEASURANDS,
+        ),
+        _var(AUTH, ENABLED, boolean, rw, "true"),
+        _var(AUTH, VariableKey("AuthorizeRemoteStart"), boolean, rw, "false"),
+        _var(AUTH, VariableKey("LocalAuthorizeOffline"), boolean, rw, "true"),
+        _var(AUTH, VariableKey("LocalPreAuthorize"), boolean, rw, "false"),
+        _var(AUTH, VariableKey("OfflineTxForUnknownIdEnabled"), boolean, rw, "false"),
+        # No authorization cache and no local list yet: declared as not available.
+        _var(AUTH_CACHE, AVAILABLE, boolean, ro, "false", constant=True),
+        _var(AUTH_CACHE, ENABLED, boolean, ro, "false"),
+        _var(LOCAL_AUTH_LIST, AVAILABLE, boolean, ro, "false", constant=True),
+        _var(LOCAL_AUTH_LIST, ENABLED, boolean, ro, "false"),
+        # Declared for the coming smart-charging / ISO 15118 / V2X work.
+        _var(SMART_CHARGING, AVAILABLE, boolean, ro, "false"),
+        _var(SMART_CHARGING, ENABLED, boolean, ro, "false"),
+        _var(ISO15118, VariableKey("PnCEnabled"), boolean, ro, "false"),
+        _var(ISO15118, VariableKey("ContractValidationOffline"), boolean, rw, "true"),
+        _var(ISO15118, VariableKey("SeccId"), string, ro, identity, max_limit=48),
+        _var(CHARGING_STATION, AVAILABLE, boolean, ro, "true", persistent=False),
+        _var(
+            CHARGING_STATION,
+            AVAILABILITY_STATE,
+            DataType.OPTION_LIST,
+            ro,
+            "Available",
+            values=_AVAILABILITY,
+            persistent=False,
+        ),
+    ]
+    for evse_id, connectors in sorted(evse_connectors.items()):
+        evse = ComponentKey("EVSE", evse_id=evse_id)
+        specs += [
+            _var(evse, AVAILABLE, boolean, ro, "true", persistent=False),
+            _var(
+                evse,
+                AVAILABILITY_STATE,
+                DataType.OPTION_LIST,
+                ro,
+                "Available",
+                values=_AVAILABILITY,
+                persistent=False,
+            ),
+        ]
+        v2x = ComponentKey("V2XChargingCtrlr", evse_id=evse_id)
+        specs += [
+            _var(v2x, ENABLED, boolean, ro, "true" if v2x_operation_modes else "false"),
+            _var(
+                v2x,
+                VariableKey("SupportedOperationModes"),
+                member,
+                ro,
+                ",".join(v2x_operation_modes) or None,
+                values=(
+                    "ChargingOnly",
+                    "CentralSetpoint",
+                    "ExternalSetpoint",
+                    "ExternalLimits",
+                    "CentralFrequency",
+                    "LocalFrequency",
+                    "LocalLoadBalancing",
+                    "Idle",
+                ),
+            ),
+            _var(
+                v2x,
+                VariableKey("SupportedEnergyTransferModes"),
+                member,
+                ro,
+                "AC_BPT,DC_BPT" if v2x_operation_modes else None,
+                values=(
+                    "AC_single_phase",
+                    "AC_two_phase",
+                    "AC_three_phase",
+                    "DC",
+                    "AC_BPT",
+                    "AC_BPT_DER",
+                    "AC_DER",
+                    "DC_BPT",
+                    "DC_ACDP",
+                    "DC_ACDP_BPT",
+                    "WPT",
+                ),
+            ),
+        ]
+        for connector_id in range(1, connectors + 1):
+            conn = ComponentKey("Connector", evse_id=evse_id, connector_id=connector_id)
+            specs.append(
+                _var(
+                    conn,
+                    AVAILABILITY_STATE,
+                    DataType.OPTION_LIST,
+                    ro,
+                    "Available",
+                    values=_AVAILABILITY,
+                    persistent=False,
+                )
+            )
+    return specs

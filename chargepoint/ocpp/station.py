@@ -1,0 +1,1076 @@
+"""The OCPP charging-station core: connection, registration, RPC and dispatch (sans-I/O).
+
+Theory of operation
+-------------------
+Inputs are method calls that carry ``now`` (seconds on a monotonic clock):
+
+* :meth:`OcppStation.start`, :meth:`connection_opened`, :meth:`connection_failed`,
+  :meth:`connection_lost` -- what happened to the WebSocket;
+* :meth:`receive_frame` -- one text message from the CSMS;
+* :meth:`station_event` -- something the runtime reports (:mod:`.station_io`);
+* :meth:`handle_timer` -- ``now`` reached :meth:`next_deadline`.
+
+Outputs are drained with :meth:`actions`: open or close the connection, send a
+frame, persist something, hand a command to the runtime.  The adapter performs
+them *in order* -- a queued message is stored before the frame carrying it is
+sent.
+
+Two independent state variables decide what may be sent:
+
+================  ========================================================
+``link``          OFFLINE -> CONNECTING -> CONNECTED (-> OFFLINE on loss)
+``registration``  UNKNOWN -> PENDING / REJECTED / ACCEPTED (BootNotification)
+================  ========================================================
+
+============  ==============================================================
+registration  what the station may send while CONNECTED
+============  ==============================================================
+UNKNOWN       BootNotification only (B01)
+PENDING       BootNotification when the interval expires, and what the CSMS
+              asked for (reports, triggered messages) (B02)
+REJECTED      BootNotification when the interval expires, nothing else (B03)
+ACCEPTED      everything; BootNotification is not repeated after a reconnect
+============  ==============================================================
+
+One CALL is outstanding at a time (OCPP-J Part 4 §4.1.1).  Each send picks, in
+order: a due BootNotification, the oldest allowed volatile message (status,
+heartbeat, reports, triggered messages), the head of the durable queue.
+Every incoming CALL gets exactly one answer; answers go out immediately and
+never wait for our own outstanding CALL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from chargepoint.errors import RemoteProtocolError
+from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.backoff import BackOffPolicy, RandomSource, ReconnectBackOff
+from chargepoint.ocpp.device_model import (
+    AttributeType,
+    ComponentKey,
+    DeviceModel,
+    ReportBase,
+    ValueKey,
+    VariableKey,
+)
+from chargepoint.ocpp.queue import (
+    GaveUp,
+    MessageKind,
+    MessageQueue,
+    QueuedMessage,
+    RetryPolicy,
+)
+from chargepoint.ocpp.rpc import (
+    Call,
+    CallError,
+    CallResult,
+    CallResultError,
+    ErrorCode,
+    Frame,
+    JsonObject,
+    MalformedFrame,
+    ProtocolVersion,
+    Send,
+    encode_frame,
+    parse_frame,
+)
+from chargepoint.ocpp.station_io import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    FaultCleared,
+    FaultRaised,
+    IdToken,
+    MeterSample,
+    RemoteStart,
+    RemoteStop,
+    ResetKind,
+    ResetRequested,
+    SessionEnded,
+    SessionStarted,
+    SetAvailability,
+    StationCommand,
+    StationEvent,
+    UnlockConnector,
+)
+from chargepoint.ocpp.transactions import Transactions
+
+logger = logging.getLogger(__name__)
+
+#: Wait before retrying a BootNotification the CSMS did not answer, or answered
+#: with interval 0 (B02/B03 leave the choice to the station).
+BOOT_RETRY_DEFAULT_S = 60.0
+
+
+# ------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class StationIdentity:
+    """What BootNotification reports, and the EVSE layout."""
+
+    vendor_name: str
+    model: str
+    evse_connectors: Mapping[int, int]
+    serial_number: str | None = None
+    firmware_version: str | None = None
+    boot_reason: str = "PowerUp"
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    code: ErrorCode
+    description: str
+
+
+class Schemas(Protocol):
+    """Message catalogue and JSON-schema validation, supplied by the adapter."""
+
+    def known_actions(self, version: ProtocolVersion) -> frozenset[str]: ...
+
+    def check(
+        self,
+        version: ProtocolVersion,
+        action: str,
+        payload: JsonObject,
+        *,
+        request: bool,
+        own: bool = False,
+    ) -> SchemaProblem | None:
+        """Why ``payload`` breaks the schema, or ``None``; ``own`` marks what we send."""
+
+
+# ------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class OpenConnection:
+    """Connect; authenticate with Basic auth when ``basic_auth_password`` is set."""
+
+    basic_auth_password: str | None
+    security_profile: int
+    ping_interval_s: int
+
+
+@dataclass(frozen=True)
+class CloseConnection:
+    """Close the WebSocket on purpose; the core already counts the link as down."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    text: str
+    #: for the DEBUG traffic log: "CALL BootNotification", "CALLRESULT GetVariables", ...
+    summary: str
+
+
+@dataclass(frozen=True)
+class StoreQueued:
+    message: QueuedMessage
+
+
+@dataclass(frozen=True)
+class DeleteQueued:
+    seq: int
+
+
+@dataclass(frozen=True)
+class StoreVariable:
+    key: ValueKey
+    value: str
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """Persist a piece of core state (JSON-serialisable) under ``name``."""
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliverCommand:
+    command: StationCommand
+
+
+Action = (
+    OpenConnection
+    | CloseConnection
+    | SendFrame
+    | StoreQueued
+    | DeleteQueued
+    | StoreVariable
+    | StoreState
+    | DeliverCommand
+)
+
+
+class Link(Enum):
+    OFFLINE = "offline"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class Registration(Enum):
+    UNKNOWN = "Unknown"
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+    ACCEPTED = "Accepted"
+
+
+class _Source(Enum):
+    BOOT = "boot"
+    VOLATILE = "volatile"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    action: str
+    payload: JsonObject
+    requested_by_csms: bool = False
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    unique_id: str
+    action: str
+    source: _Source
+    sent_at: float
+    deadline: float
+    seq: int | None = None
+
+
+def format_timestamp(epoch_s: float) -> str:
+    """RFC 3339 UTC with millisecond precision and ``Z`` (what strict CSMSs accept)."""
+    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp; a missing zone is taken as UTC.
+
+    Raises :class:`RemoteProtocolError` for anything else: the package's schema
+    validation does not check ``format: date-time``.
+    """
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RemoteProtocolError(f"not an RFC 3339 timestamp: {text!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+StoredState = Mapping[str, Mapping[str, Any]]
+
+
+class OcppStation:
+    """Sans-I/O OCPP 2.0.1/2.1 charging station."""
+
+    def __init__(
+        self,
+        *,
+        identity: StationIdentity,
+        model: DeviceModel,
+        schemas: Schemas,
+        rng: RandomSource,
+        new_id: Callable[[], str],
+        utc_offset_s: float,
+        queued: tuple[QueuedMessage, ...] = (),
+        stored_state: StoredState | None = None,
+        queue_capacity: int = 1000,
+    ) -> None:
+        self.identity = identity
+        self.model = model
+        self._schemas = schemas
+        self._new_id = new_id
+        #: UTC epoch seconds = monotonic ``now`` + this; corrected from the CSMS clock.
+        self.utc_offset_s = utc_offset_s
+        self._backoff = ReconnectBackOff(rng)
+        self._queue = MessageQueue(queued, queue_capacity)
+        state = stored_state or {}
+        self._transactions = Transactions(state.get("transactions"))
+        self._actions: list[Action] = []
+        self._outbox: deque[_Outgoing] = deque()
+        self._inflight: _InFlight | None = None
+        self.link = Link.OFFLINE
+        self.registration = Registration.UNKNOWN
+        self.version = ProtocolVersion.V201
+        self._connect_due: float | None = None
+        self._boot_due: float | None = None
+        self._last_exchange = 0.0
+        self._status: dict[tuple[int, int], ConnectorStatus] = {
+            (evse, conn): ConnectorStatus.AVAILABLE
+            for evse, count in identity.evse_connectors.items()
+            for conn in range(1, count + 1)
+        }
+        self._reported: dict[tuple[int, int], ConnectorStatus] = {}
+        self._last_sample: dict[int, MeterSample] = {}
+        #: set when the link must be re-established once our CALL is answered
+        self._reconnect_reason: str | None = None
+        self._event_seq = 0
+        self._handlers: dict[str, Callable[[Call, float, int], JsonObject | CallError]] = {
+            "GetVariables": self._on_get_variables,
+            "SetVariables": self._on_set_variables,
+            "GetBaseReport": self._on_get_base_report,
+            "Reset": self._on_reset,
+            "ChangeAvailability": self._on_change_availability,
+            "TriggerMessage": self._on_trigger_message,
+            "DataTransfer": self._on_data_transfer,
+            "ClearCache": self._on_clear_cache,
+            "RequestStartTransaction": self._on_request_start,
+            "RequestStopTransaction": self._on_request_stop,
+            "UnlockConnector": self._on_unlock_connector,
+        }
+
+    # ============================================================== outputs
+    def actions(self) -> list[Action]:
+        """Drain the actions produced so far; perform them in this order."""
+        out, self._actions = self._actions, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must be called next (``None``: only on input)."""
+        candidates: list[float] = []
+        if self.link is Link.OFFLINE and self._connect_due is not None:
+            candidates.append(self._connect_due)
+        if self.link is Link.CONNECTED:
+            if self._inflight is not None:
+                candidates.append(self._inflight.deadline)
+            else:
+                if self.registration is not Registration.ACCEPTED and self._boot_due is not None:
+                    candidates.append(self._boot_due)
+                if self.registration is Registration.ACCEPTED:
+                    retry_at = self._queue.next_deadline()
+                    if retry_at is not None:
+                        candidates.append(retry_at)
+            heartbeat_at = self._heartbeat_due()
+            if heartbeat_at is not None:
+                candidates.append(heartbeat_at)
+        return min(candidates) if candidates else None
+
+    def utc_now(self, now: float) -> str:
+        return format_timestamp(now + self.utc_offset_s)
+
+    @property
+    def queued_messages(self) -> tuple[QueuedMessage, ...]:
+        return self._queue.messages()
+
+    # ======================================================= connection input
+    def start(self, now: float) -> None:
+        """Power-up: connect right away."""
+        self._connect_due = now
+        self.handle_timer(now)
+
+    def connection_opened(self, now: float, version: ProtocolVersion) -> None:
+        self.link = Link.CONNECTED
+        self.version = version
+        self._backoff.reset()
+        self._last_exchange = now
+        if self.registration is Registration.ACCEPTED:
+            # B01: BootNotification once per boot, not after a mere reconnect;
+            # report the connector states that changed while offline.
+            self._resync_status(now)
+        elif self._boot_due is None:
+            self._boot_due = now  # B01: BootNotification first
+        self._pump(now)
+
+    def connection_failed(self, now: float, reason: str) -> None:
+        logger.info("connection attempt failed: %s", reason)
+        self._go_offline(now)
+
+    def connection_lost(self, now: float, reason: str) -> None:
+        logger.info("connection lost: %s", reason)
+        self._go_offline(now)
+
+    def _reconnect(self, now: float, reason: str) -> None:
+        """Close on purpose and connect again at once, without back-off."""
+        logger.info("reconnecting: %s", reason)
+        self._actions.append(CloseConnection(reason))
+        self._go_offline(now, deliberate=True)
+
+    def _go_offline(self, now: float, *, deliberate: bool = False) -> None:
+        """The link is down: keep what must survive, schedule the next attempt."""
+        self.link = Link.OFFLINE
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and inflight.source is _Source.BOOT:
+            self._boot_due = None  # resent first thing on the next connection
+        # A queued message in flight stays at the head with its attempt count:
+        # losing the connection is not a failure of the CSMS to process it.
+        self._outbox.clear()
+        if deliberate:
+            self._backoff.reset()
+            self._connect_due = now
+            return
+        delay = self._backoff.next_delay(self._backoff_policy())
+        self._connect_due = now + delay
+        logger.info("reconnecting in %.1f s", delay)
+
+    def _backoff_policy(self) -> BackOffPolicy:
+        m = self.model
+        return BackOffPolicy(
+            wait_minimum_s=m.int_value(dm.OCPP_COMM, dm.RETRY_WAIT_MINIMUM),
+            random_range_s=m.int_value(dm.OCPP_COMM, dm.RETRY_RANDOM_RANGE),
+            repeat_times=m.int_value(dm.OCPP_COMM, dm.RETRY_REPEAT_TIMES),
+        )
+
+    # ============================================================ timer input
+    def handle_timer(self, now: float) -> None:
+        if self.link is Link.OFFLINE and self._connect_due is not None and now >= self._connect_due:
+            self._connect_due = None
+            self.link = Link.CONNECTING
+            profile = self.model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+            password = self.model.value(dm.SECURITY, dm.BASIC_AUTH_PASSWORD)
+            self._actions.append(
+                OpenConnection(
+                    basic_auth_password=password if profile in (1, 2) else None,
+                    security_profile=profile,
+                    ping_interval_s=self.model.int_value(dm.OCPP_COMM, dm.WEBSOCKET_PING_INTERVAL),
+                )
+            )
+            return
+        if self.link is not Link.CONNECTED:
+            return
+        if self._inflight is not None and now >= self._inflight.deadline:
+            inflight, self._inflight = self._inflight, None
+            logger.warning(
+                "no answer to %s %s within MessageTimeout", inflight.action, inflight.unique_id
+            )
+            self._call_failed(inflight, now)
+        heartbeat_at = self._heartbeat_due()
+        if heartbeat_at is not None and now >= heartbeat_at:
+            self._outbox.append(_Outgoing("Heartbeat", {}))
+        self._pump(now)
+
+    def _heartbeat_due(self) -> float | None:
+        """G02: a Heartbeat after HeartbeatInterval without any OCPP exchange."""
+        if self.link is not Link.CONNECTED or self.registration is not Registration.ACCEPTED:
+            return None
+        if any(o.action == "Heartbeat" for o in self._outbox):
+            return None
+        if self._inflight is not None and self._inflight.action == "Heartbeat":
+            return None
+        interval = self.model.int_value(dm.OCPP_COMM, dm.HEARTBEAT_INTERVAL)
+        return self._last_exchange + interval
+
+    # ============================================================ frame input
+    def receive_frame(self, now: float, text: str) -> None:
+        frame = parse_frame(text, self.version)
+        self._last_exchange = now
+        match frame:
+            case MalformedFrame(reason=reason, reply=reply):
+                logger.warning("malformed frame from CSMS (%s): %.200s", reason, text)
+                if reply is not None:
+                    self._send(reply, f"CALLERROR {reply.error_code}")
+            case Call():
+                self._handle_call(frame, now, len(text.encode()))
+            case CallResult() | CallError():
+                self._handle_response(frame, now)
+            case Send(action=action):
+                logger.debug("<- SEND %s ignored: no SEND action is supported", action)
+            case CallResultError(unique_id=unique_id, error_code=code):
+                logger.warning("CSMS could not process our CALLRESULT %s: %s", unique_id, code)
+        self._pump(now)
+
+    def _handle_call(self, call: Call, now: float, size: int) -> None:
+        logger.debug("<- CALL %s %s", call.action, call.unique_id)
+        if call.action not in self._schemas.known_actions(self.version):
+            # OCPP-J §4.3: NotImplemented = the action is not known by the receiver.
+            self._reply_error(call, ErrorCode.NOT_IMPLEMENTED, f"unknown action {call.action}")
+            return
+        handler = self._handlers.get(call.action)
+        if handler is None:
+            # OCPP-J §4.3: NotSupported = the action is known but not supported.
+            self._reply_error(call, ErrorCode.NOT_SUPPORTED, f"{call.action} not supported")
+            return
+        problem = self._schemas.check(self.version, call.action, call.payload, request=True)
+        if problem is not None:
+            self._reply_error(call, problem.code, problem.description)
+            return
+        outcome = handler(call, now, size)
+        if isinstance(outcome, CallError):
+            self._send(outcome, f"CALLERROR {call.action} {outcome.error_code}")
+            return
+        mistake = self._schemas.check(self.version, call.action, outcome, request=False, own=True)
+        if mistake is not None:
+            logger.error("our %s response breaks the schema: %s", call.action, mistake.description)
+            self._reply_error(call, ErrorCode.INTERNAL_ERROR, "response failed validation")
+            return
+        self._send(CallResult(call.unique_id, outcome), f"CALLRESULT {call.action}")
+
+    def _reply_error(self, call: Call, code: ErrorCode, description: str) -> None:
+        self._send(
+            CallError(call.unique_id, code.value, description[:255]),
+            f"CALLERROR {call.action} {code.value}",
+        )
+
+    def _handle_response(self, frame: CallResult | CallError, now: float) -> None:
+        inflight = self._inflight
+        if inflight is None or frame.unique_id != inflight.unique_id:
+            logger.warning("ignoring an answer to unknown message id %r", frame.unique_id)
+            return
+        self._inflight = None
+        if isinstance(frame, CallError):
+            logger.warning(
+                "<- CALLERROR %s %s: %s %s",
+                inflight.action,
+                frame.unique_id,
+                frame.error_code,
+                frame.description,
+            )
+            self._call_failed(inflight, now)
+            return
+        logger.debug("<- CALLRESULT %s %s", inflight.action, frame.unique_id)
+        problem = self._schemas.check(self.version, inflight.action, frame.payload, request=False)
+        if problem is not None:
+            logger.warning("CSMS answer to %s is invalid: %s", inflight.action, problem.description)
+            self._call_failed(inflight, now)
+            return
+        if inflight.source is _Source.QUEUE and inflight.seq is not None:
+            self._queue.acknowledge(inflight.seq)
+            self._actions.append(DeleteQueued(inflight.seq))
+        if inflight.action == "BootNotification":
+            self._on_boot_response(frame.payload, inflight, now)
+        elif inflight.action == "Heartbeat":
+            self._sync_clock(frame.payload["currentTime"], inflight.sent_at, now)
+
+    def _call_failed(self, inflight: _InFlight, now: float) -> None:
+        if inflight.source is _Source.BOOT:
+            self._boot_due = now + BOOT_RETRY_DEFAULT_S
+        elif inflight.source is _Source.QUEUE and inflight.seq is not None:
+            policy = RetryPolicy(
+                attempts=self.model.int_value(dm.OCPP_COMM, dm.MESSAGE_ATTEMPTS_TX),
+                interval_s=self.model.int_value(dm.OCPP_COMM, dm.MESSAGE_ATTEMPT_INTERVAL_TX),
+            )
+            result = self._queue.failed(inflight.seq, now, policy)
+            if isinstance(result, GaveUp):
+                logger.error(
+                    "giving up on %s #%d after %d attempts",
+                    inflight.action,
+                    inflight.seq,
+                    result.message.attempts,
+                )
+                self._actions.append(DeleteQueued(inflight.seq))
+            else:
+                self._actions.append(StoreQueued(result.message))
+        else:
+            logger.warning("dropping %s: the CSMS did not process it", inflight.action)
+
+    # ================================================== registration and clock
+    def _boot_payload(self) -> JsonObject:
+        station: JsonObject = {
+            "model": self.identity.model,
+            "vendorName": self.identity.vendor_name,
+        }
+        if self.identity.serial_number:
+            station["serialNumber"] = self.identity.serial_number
+        if self.identity.firmware_version:
+            station["firmwareVersion"] = self.identity.firmware_version
+        return {"chargingStation": station, "reason": self.identity.boot_reason}
+
+    def _on_boot_response(self, payload: JsonObject, inflight: _InFlight, now: float) -> None:
+        status = Registration(payload["status"])
+        interval = int(payload["interval"])
+        self._sync_clock(payload["currentTime"], inflight.sent_at, now)
+        logger.info("BootNotification %s (interval %d s)", status.value, interval)
+        self.registration = status
+        if status is Registration.ACCEPTED:
+            self._boot_due = None
+            if interval > 0:
+                # B01: the interval of an Accepted answer is the heartbeat interval.
+                self._update(dm.OCPP_COMM, dm.HEARTBEAT_INTERVAL, str(interval))
+            self._resync_status(now, everything=True)
+        else:
+            # B02/B03: retry BootNotification after the interval, not earlier.
+            self._boot_due = now + (interval if interval > 0 else BOOT_RETRY_DEFAULT_S)
+
+    def _sync_clock(self, current_time: str, sent_at: float, now: float) -> None:
+        """Take the CSMS clock, assuming the answer was produced half-way."""
+        try:
+            csms_epoch = parse_timestamp(current_time)
+        except RemoteProtocolError as exc:
+            logger.warning("clock not synchronised: %s", exc)
+            return
+        self.utc_offset_s = csms_epoch - (sent_at + now) / 2
+
+    def _update(self, component: ComponentKey, variable: VariableKey, value: str) -> None:
+        persist = self.model.update(component, variable, value)
+        if persist is not None:
+            self._actions.append(StoreVariable(*persist))
+
+    # ================================================================ sending
+    def _send(self, frame: Frame, summary: str) -> None:
+        logger.debug("-> %s %s", summary, frame.unique_id)
+        self._actions.append(SendFrame(encode_frame(frame), summary))
+
+    def _may_send(self, outgoing: _Outgoing) -> bool:
+        if self.registration is Registration.ACCEPTED:
+            return True
+        # B02: while Pending only what the CSMS asked for.
+        return self.registration is Registration.PENDING and outgoing.requested_by_csms
+
+    def _pump(self, now: float) -> None:
+        """Send the next CALL if none is outstanding and one may go."""
+        if self.link is not Link.CONNECTED or self._inflight is not None:
+            return
+        if self._reconnect_reason is not None:
+            reason, self._reconnect_reason = self._reconnect_reason, None
+            self._reconnect(now, reason)
+            return
+        if (
+            self.registration is not Registration.ACCEPTED
+            and self._boot_due is not None
+            and now >= self._boot_due
+        ):
+            self._boot_due = None
+            self._call("BootNotification", self._boot_payload(), _Source.BOOT, now)
+            return
+        for outgoing in self._outbox:
+            if self._may_send(outgoing):
+                self._outbox.remove(outgoing)
+                self._call(outgoing.action, outgoing.payload, _Source.VOLATILE, now)
+                return
+        if self.registration is Registration.ACCEPTED:
+            head = self._queue.ready(now)
+            if head is not None:
+                self._call(head.action, head.payload, _Source.QUEUE, now, head.seq)
+
+    def _call(
+        self, action: str, payload: JsonObject, source: _Source, now: float, seq: int | None = None
+    ) -> None:
+        problem = self._schemas.check(self.version, action, payload, request=True, own=True)
+        if problem is not None:
+            # Our own bug: never put an invalid message on the wire.
+            logger.error("not sending invalid %s: %s", action, problem.description)
+            if seq is not None:
+                self._queue.acknowledge(seq)
+                self._actions.append(DeleteQueued(seq))
+            self._pump(now)
+            return
+        unique_id = self._new_id()
+        timeout = self.model.int_value(dm.OCPP_COMM, dm.MESSAGE_TIMEOUT)
+        self._inflight = _InFlight(unique_id, action, source, now, now + timeout, seq)
+        self._last_exchange = now
+        self._send(Call(unique_id, action, payload), f"CALL {action}")
+
+    def _enqueue(
+        self,
+        action: str,
+        payload: JsonObject,
+        kind: MessageKind | None,
+        *,
+        requested_by_csms: bool = False,
+    ) -> None:
+        """Queue a message: durable when ``kind`` is given (or QueueAllMessages)."""
+        # Answers to CSMS requests (reports, triggered messages) are never made
+        # durable: they are meaningless after a reboot and must flow while Pending.
+        if (
+            kind is None
+            and not requested_by_csms
+            and self.model.bool_value(dm.OCPP_COMM, dm.QUEUE_ALL_MESSAGES)
+        ):
+            kind = MessageKind.OTHER
+        if kind is None:
+            self._outbox.append(_Outgoing(action, payload, requested_by_csms))
+            return
+        message, dropped = self._queue.push(action, payload, kind)
+        for victim in dropped:
+            logger.warning("queue full: dropped %s #%d", victim.action, victim.seq)
+            self._actions.append(DeleteQueued(victim.seq))
+        if self._queue.overflowing:
+            logger.error(
+                "queue holds %d messages, over its bound, all transaction Started/Ended events",
+                len(self._queue),
+            )
+        self._actions.append(StoreQueued(message))  # written before it is sent
+
+    # ========================================================= station events
+    def station_event(self, now: float, event: StationEvent) -> None:
+        match event:
+            case ConnectorStatusChanged():
+                self._on_connector_status(event, now)
+            case SessionStarted():
+                self._on_session_started(event, now)
+            case MeterSample():
+                self._on_meter_sample(event, now)
+            case SessionEnded():
+                self._on_session_ended(event, now)
+            case FaultRaised() | FaultCleared():
+                self._on_fault(event, now)
+        self._pump(now)
+
+    def _online(self) -> bool:
+        """Connected and Accepted: station-initiated messages may go out now."""
+        return self.link is Link.CONNECTED and self.registration is Registration.ACCEPTED
+
+    def _offline(self) -> bool:
+        """E04: an event while there is no connection to the CSMS is marked offline."""
+        return self.link is not Link.CONNECTED
+
+    def _on_connector_status(self, event: ConnectorStatusChanged, now: float) -> None:
+        key = (event.evse_id, event.connector_id)
+        if key not in self._status:
+            logger.error("runtime reported unknown connector %s: ignored", key)
+            return
+        self._status[key] = event.status
+        self._update(
+            ComponentKey("Connector", evse_id=event.evse_id, connector_id=event.connector_id),
+            dm.AVAILABILITY_STATE,
+            event.status.value,
+        )
+        if self._online():
+            self._resync_status(now)
+
+    def _resync_status(self, now: float, *, everything: bool = False) -> None:
+        """G01: a StatusNotification per connector whose state the CSMS does not know."""
+        for (evse_id, connector_id), status in sorted(self._status.items()):
+            if not everything and self._reported.get((evse_id, connector_id)) is status:
+                continue
+            self._reported[(evse_id, connector_id)] = status
+            self._outbox.append(
+                _Outgoing(
+                    "StatusNotification",
+                    {
+                        "timestamp": self.utc_now(now),
+                        "connectorStatus": status.value,
+                        "evseId": evse_id,
+                        "connectorId": connector_id,
+                    },
+                )
+            )
+
+    def _measurands(self, variable: VariableKey) -> tuple[str, ...]:
+        return self.model.list_value(dm.SAMPLED_DATA, variable)
+
+    def _store_transactions(self) -> None:
+        self._actions.append(StoreState("transactions", self._transactions.snapshot()))
+
+    def _on_session_started(self, event: SessionStarted, now: float) -> None:
+        if self._transactions.on_evse(event.evse_id) is not None:
+            logger.error("runtime started a second session on EVSE %d: ignored", event.evse_id)
+            return
+        self._last_sample[event.evse_id] = event.meter
+        payload = self._transactions.started(
+            event,
+            transaction_id=self._new_id(),
+            timestamp=self.utc_now(now),
+            now=now,
+            offline=self._offline(),
+            measurands=self._measurands(dm.TX_STARTED_MEASURANDS),
+        )
+        self._store_transactions()
+        self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+
+    def _on_meter_sample(
+        self, sample: MeterSample, now: float, trigger: str = "MeterValuePeriodic"
+    ) -> None:
+        payload = self._transactions.updated(
+            sample,
+            timestamp=self.utc_now(now),
+            now=now,
+            offline=self._offline(),
+            interval_s=self.model.int_value(dm.SAMPLED_DATA, dm.TX_UPDATED_INTERVAL),
+            measurands=self._measurands(dm.TX_UPDATED_MEASURANDS),
+            trigger=trigger,
+        )
+        if payload is not None:
+            self._store_transactions()
+            self._enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
+        self._last_sample[sample.evse_id] = sample
+
+    def _on_session_ended(self, event: SessionEnded, now: float) -> None:
+        payload = self._transactions.ended(
+            event,
+            timestamp=self.utc_now(now),
+            offline=self._offline(),
+            measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
+        )
+        if payload is None:
+            logger.warning("session ended on EVSE %d without a transaction", event.evse_id)
+            return
+        self._store_transactions()
+        self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+
+    def _on_fault(self, event: FaultRaised | FaultCleared, now: float) -> None:
+        """N07-style alert: NotifyEvent on the Problem variable of the component."""
+        component = (
+            ComponentKey("ChargingStation")
+            if event.evse_id is None
+            else ComponentKey("EVSE", evse_id=event.evse_id)
+        )
+        raised = isinstance(event, FaultRaised)
+        self._event_seq += 1
+        data: JsonObject = {
+            "eventId": self._event_seq,
+            "timestamp": self.utc_now(now),
+            "trigger": "Alerting",
+            "actualValue": "true" if raised else "false",
+            "techCode": event.code[:50],
+            "eventNotificationType": "HardWiredNotification",
+            "cleared": not raised,
+            "component": component.to_json(),
+            "variable": {"name": "Problem"},
+        }
+        if isinstance(event, FaultRaised):
+            data["techInfo"] = event.description[:500]
+        if self._online() or self.model.bool_value(dm.OCPP_COMM, dm.QUEUE_ALL_MESSAGES):
+            self._enqueue(
+                "NotifyEvent",
+                {"generatedAt": self.utc_now(now), "seqNo": 0, "tbc": False, "eventData": [data]},
+                None,
+            )
+
+    # ======================================================== CALL handlers
+    def _too_big(
+        self, call: Call, size: int, items_var: VariableKey, bytes_var: VariableKey, items: int
+    ) -> CallError | None:
+        if items > self.model.int_value(dm.DEVICE_DATA, items_var):
+            # B05/B06: more entries than ItemsPerMessage -> OccurrenceConstraintViolation.
+            return CallError(
+                call.unique_id,
+                ErrorCode.OCCURRENCE_CONSTRAINT_VIOLATION.value,
+                f"more than ItemsPerMessage {items_var.instance} entries",
+            )
+        if size > self.model.int_value(dm.DEVICE_DATA, bytes_var):
+            # B05/B06: message longer than BytesPerMessage -> FormatViolation.
+            return CallError(
+                call.unique_id,
+                ErrorCode.FORMAT_VIOLATION.value,
+                f"longer than BytesPerMessage {bytes_var.instance}",
+            )
+        return None
+
+    def _on_get_variables(self, call: Call, now: float, size: int) -> JsonObject | CallError:
+        entries = call.payload["getVariableData"]
+        error = self._too_big(
+            call,
+            size,
+            dm.ITEMS_PER_MESSAGE_GET_VARIABLES,
+            dm.BYTES_PER_MESSAGE_GET_VARIABLES,
+            len(entries),
+        )
+        if error is not None:
+            return error
+        self.model.update(dm.CLOCK, dm.DATE_TIME, self.utc_now(now))
+        results = []
+        for entry in entries:
+            attribute = AttributeType(entry.get("attributeType", "Actual"))
+            outcome = self.model.get(
+                ComponentKey.from_json(entry["component"]),
+                VariableKey.from_json(entry["variable"]),
+                attribute,
+            )
+            result: JsonObject = {
+                "attributeStatus": outcome.status.value,
+                "attributeType": attribute.value,
+                "component": entry["component"],
+                "variable": entry["variable"],
+            }
+            if outcome.value is not None:
+                result["attributeValue"] = outcome.value
+            results.append(result)
+        return {"getVariableResult": results}
+
+    def _on_set_variables(self, call: Call, now: float, size: int) -> JsonObject | CallError:
+        entries = call.payload["setVariableData"]
+        error = self._too_big(
+            call,
+            size,
+            dm.ITEMS_PER_MESSAGE_SET_VARIABLES,
+            dm.BYTES_PER_MESSAGE_SET_VARIABLES,
+            len(entries),
+        )
+        if error is not None:
+            return error
+        results = []
+        for entry in entries:
+            attribute = AttributeType(entry.get("attributeType", "Actual"))
+            outcome = self.model.set(
+                ComponentKey.from_json(entry["component"]),
+                VariableKey.from_json(entry["variable"]),
+                entry["attributeValue"],
+                attribute,
+            )
+            if outcome.persist is not None:
+                self._actions.append(StoreVariable(*outcome.persist))
+                if outcome.persist[0][:2] == (dm.SECURITY, dm.BASIC_AUTH_PASSWORD):
+                    # A01: reconnect with the new password once the answer is out
+                    # and our own outstanding CALL, if any, has been answered.
+                    self._reconnect_reason = "new BasicAuthPassword"
+            result: JsonObject = {
+                "attributeStatus": outcome.status.value,
+                "attributeType": attribute.value,
+                "component": entry["component"],
+                "variable": entry["variable"],
+            }
+            if outcome.reason_code is not None:
+                result["attributeStatusInfo"] = {"reasonCode": outcome.reason_code}
+            results.append(result)
+        return {"setVariableResult": results}
+
+    def _on_get_base_report(self, call: Call, now: float, size: int) -> JsonObject:
+        base = ReportBase(call.payload["reportBase"])
+        request_id = call.payload["requestId"]
+        self.model.update(dm.CLOCK, dm.DATE_TIME, self.utc_now(now))
+        data = self.model.report(base)
+        if not data:
+            return {"status": "EmptyResultSet"}
+        parts = self._report_parts(data)
+        generated_at = self.utc_now(now)
+        for seq_no, part in enumerate(parts):
+            # B07: NotifyReport parts numbered from 0, tbc on all but the last.
+            self._enqueue(
+                "NotifyReport",
+                {
+                    "requestId": request_id,
+                    "generatedAt": generated_at,
+                    "tbc": seq_no < len(parts) - 1,
+                    "seqNo": seq_no,
+                    "reportData": part,
+                },
+                None,
+                requested_by_csms=True,
+            )
+        return {"status": "Accepted"}
+
+    def _report_parts(self, data: list[JsonObject]) -> list[list[JsonObject]]:
+        """Split reportData so that each NotifyReport holds at most ItemsPerMessage
+        entries and stays within BytesPerMessage (DeviceDataCtrlr, instance GetReport)."""
+        max_items = max(1, self.model.int_value(dm.DEVICE_DATA, dm.ITEMS_PER_MESSAGE_GET_REPORT))
+        max_bytes = self.model.int_value(dm.DEVICE_DATA, dm.BYTES_PER_MESSAGE_GET_REPORT)
+        envelope = 200  # frame, ids, requestId, generatedAt, tbc, seqNo
+        parts: list[list[JsonObject]] = [[]]
+        used = envelope
+        for item in data:
+            size = len(json.dumps(item, separators=(",", ":")).encode()) + 1
+            if parts[-1] and (len(parts[-1]) >= max_items or used + size > max_bytes):
+                parts.append([])
+                used = envelope
+            parts[-1].append(item)
+            used += size
+        return parts
+
+    def _on_reset(self, call: Call, now: float, size: int) -> JsonObject:
+        kind = ResetKind(call.payload["type"])
+        evse_id = call.payload.get("evseId")
+        if evse_id is not None and evse_id not in self.identity.evse_connectors:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        busy = (
+            self._transactions.any_open()
+            if evse_id is None
+            else self._transactions.on_evse(evse_id) is not None
+        )
+        self._actions.append(DeliverCommand(ResetRequested(kind, evse_id)))
+        # B12: OnIdle with a transaction running is Scheduled; otherwise Accepted.
+        return {"status": "Scheduled" if kind is ResetKind.ON_IDLE and busy else "Accepted"}
+
+    def _on_change_availability(self, call: Call, now: float, size: int) -> JsonObject:
+        operative = call.payload["operationalStatus"] == "Operative"
+        evse = call.payload.get("evse") or {}
+        evse_id, connector_id = evse.get("id"), evse.get("connectorId")
+        if evse_id is not None and evse_id != 0:
+            count = self.identity.evse_connectors.get(evse_id)
+            if count is None or (connector_id is not None and not 1 <= connector_id <= count):
+                return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        else:
+            evse_id = None
+        self._actions.append(DeliverCommand(SetAvailability(evse_id, connector_id, operative)))
+        busy = (
+            self._transactions.any_open()
+            if evse_id is None
+            else self._transactions.on_evse(evse_id) is not None
+        )
+        # G03/G04: with a transaction running, the change is Scheduled.
+        return {"status": "Scheduled" if busy and not operative else "Accepted"}
+
+    def _on_trigger_message(self, call: Call, now: float, size: int) -> JsonObject:
+        requested = call.payload["requestedMessage"]
+        evse = call.payload.get("evse") or {}
+        evse_id = evse.get("id")
+        if requested == "BootNotification":
+            if self.registration is Registration.ACCEPTED:
+                # F06: a BootNotification after Accepted is refused.
+                return {"status": "Rejected"}
+            self._boot_due = now
+        elif requested == "Heartbeat":
+            self._outbox.append(_Outgoing("Heartbeat", {}, requested_by_csms=True))
+        elif requested == "StatusNotification":
+            keys = [
+                k
+                for k in sorted(self._status)
+                if evse_id is None or (k[0] == evse_id and evse.get("connectorId") in (None, k[1]))
+            ]
+            if not keys:
+                return {"status": "Rejected"}
+            for key in keys:
+                self._reported[key] = self._status[key]
+                self._outbox.append(
+                    _Outgoing(
+                        "StatusNotification",
+                        {
+                            "timestamp": self.utc_now(now),
+                            "connectorStatus": self._status[key].value,
+                            "evseId": key[0],
+                            "connectorId": key[1],
+                        },
+                        requested_by_csms=True,
+                    )
+                )
+        elif requested == "TransactionEvent":
+            # F06: an Updated event with triggerReason Trigger for the EVSE's transaction.
+            sample = self._last_sample.get(evse_id) if evse_id is not None else None
+            if sample is None or self._transactions.on_evse(sample.evse_id) is None:
+                return {"status": "Rejected"}
+            self._on_meter_sample(sample, now, "Trigger")
+        else:
+            return {"status": "NotImplemented"}
+        # F06: the answer goes out before the triggered message (ordering of actions).
+        return {"status": "Accepted"}
+
+    def _on_data_transfer(self, call: Call, now: float, size: int) -> JsonObject:
+        # P01: no vendor extensions are implemented.
+        return {"status": "UnknownVendorId"}
+
+    def _on_clear_cache(self, call: Call, now: float, size: int) -> JsonObject:
+        # C11: without an enabled authorization cache the request is Rejected.
+        if self.model.bool_value(dm.AUTH_CACHE, dm.ENABLED):
+            return {"status": "Accepted"}
+        return {"status": "Rejected"}
+
+    def _on_request_start(self, call: Call, now: float, size: int) -> JsonObject:
+        evse_id = call.payload.get("evseId")
+        if evse_id is not None and evse_id not in self.identity.evse_connectors:
+            return {"status": "Rejected"}
+        if self.registration is not Registration.ACCEPTED:
+            return {"status": "Rejected"}  # B02: no transactions before Accepted
+        token = call.payload["idToken"]
+        self._actions.append(
+            DeliverCommand(
+                RemoteStart(
+                    evse_id, IdToken(token["idToken"], token["type"]), call.payload["remoteStartId"]
+                )
+            )
+        )
+        return {"status": "Accepted"}
+
+    def _on_request_stop(self, call: Call, now: float, size: int) -> JsonObject:
+        tx = self._transactions.by_id(call.payload["transactionId"])
+        if tx is None:
+            return {"status": "Rejected"}  # F03: unknown transaction
+        self._actions.append(DeliverCommand(RemoteStop(tx.transaction_id, tx.evse_id)))
+        return {"status": "Accepted"}
+
+    def _on_unlock_connector(self, call: Call, now: float, size: int) -> JsonObject:
+        key = (call.payload["evseId"], call.payload["connectorId"])
+        if key not in self._status:
+            return {"status": "UnknownConnector"}
+        if self._transactions.on_evse(key[0]) is not None:
+            return {"status": "OngoingAuthorizedTransaction"}  # F05
+        self._actions.append(DeliverCommand(UnlockConnector(*key)))
+        return {"status": "Unlocked"}

@@ -1,0 +1,165 @@
+"""What the rest of the station and the OCPP side say to each other.
+
+Events flow from the runtime into the OCPP core
+(:meth:`chargepoint.ocpp.station.OcppStation.station_event`); commands flow
+from the OCPP core to the runtime (the adapter hands them to the callback the
+runtime registered).  Everything here is a frozen dataclass or an ``Enum``;
+units are in the field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ConnectorStatus(Enum):
+    """ConnectorStatusEnumType (OCPP 2.0.1 Part 2 §3)."""
+
+    AVAILABLE = "Available"
+    OCCUPIED = "Occupied"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class StoppedReason(Enum):
+    """ReasonEnumType: why a transaction ended (subset the runtime can produce)."""
+
+    LOCAL = "Local"
+    REMOTE = "Remote"
+    EV_DISCONNECTED = "EVDisconnected"
+    DE_AUTHORIZED = "DeAuthorized"
+    EMERGENCY_STOP = "EmergencyStop"
+    ENERGY_LIMIT_REACHED = "EnergyLimitReached"
+    GROUND_FAULT = "GroundFault"
+    IMMEDIATE_RESET = "ImmediateReset"
+    OTHER = "Other"
+    POWER_LOSS = "PowerLoss"
+    SOC_LIMIT_REACHED = "SOCLimitReached"
+    STOPPED_BY_EV = "StoppedByEV"
+    TIME_LIMIT_REACHED = "TimeLimitReached"
+    TIMEOUT = "Timeout"
+
+
+class ResetKind(Enum):
+    IMMEDIATE = "Immediate"
+    ON_IDLE = "OnIdle"
+
+
+@dataclass(frozen=True)
+class IdToken:
+    """IdTokenType: ``kind`` is the IdTokenEnumType (ISO14443, eMAID, Central, ...)."""
+
+    id_token: str
+    kind: str = "ISO14443"
+
+
+# ----------------------------------------------------------------- events in
+@dataclass(frozen=True)
+class ConnectorStatusChanged:
+    evse_id: int
+    connector_id: int
+    status: ConnectorStatus
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    """One reading of the EVSE meter; ``power_w`` < 0 means discharging (V2G)."""
+
+    evse_id: int
+    import_wh: float
+    export_wh: float
+    power_w: float
+    voltage_v: float
+    current_a: float
+    soc_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """A transaction started on ``evse_id``/``connector_id`` (per TxStartPoint)."""
+
+    evse_id: int
+    connector_id: int
+    id_token: IdToken | None
+    meter: MeterSample
+    remote_start_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    evse_id: int
+    reason: StoppedReason
+    meter: MeterSample
+
+
+@dataclass(frozen=True)
+class FaultRaised:
+    """A problem on the station (``evse_id`` None) or on one EVSE."""
+
+    evse_id: int | None
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FaultCleared:
+    evse_id: int | None
+    code: str
+
+
+StationEvent = (
+    ConnectorStatusChanged
+    | MeterSample
+    | SessionStarted
+    | SessionEnded
+    | FaultRaised
+    | FaultCleared
+)
+
+
+# -------------------------------------------------------------- commands out
+@dataclass(frozen=True)
+class RemoteStart:
+    """RequestStartTransaction (F01): start charging for ``id_token``."""
+
+    evse_id: int | None
+    id_token: IdToken
+    remote_start_id: int
+
+
+@dataclass(frozen=True)
+class RemoteStop:
+    """RequestStopTransaction (F03)."""
+
+    transaction_id: str
+    evse_id: int
+
+
+@dataclass(frozen=True)
+class SetAvailability:
+    """ChangeAvailability (G03/G04): ``evse_id`` None = the whole station."""
+
+    evse_id: int | None
+    connector_id: int | None
+    operative: bool
+
+
+@dataclass(frozen=True)
+class ResetRequested:
+    """Reset (B11/B12): the runtime ends sessions as the kind demands, then restarts."""
+
+    kind: ResetKind
+    evse_id: int | None = None
+
+
+@dataclass(frozen=True)
+class UnlockConnector:
+    """UnlockConnector (F05)."""
+
+    evse_id: int
+    connector_id: int
+
+
+StationCommand = RemoteStart | RemoteStop | SetAvailability | ResetRequested | UnlockConnector
