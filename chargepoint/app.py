@@ -23,6 +23,8 @@ import can
 
 from chargepoint.adapters.control_socket import ControlRequestError, serve_control
 from chargepoint.adapters.evse_runner import EvseDevices, EvseRunner, Listener
+from chargepoint.adapters.ocpp_bridge import OcppBridge, client_settings
+from chargepoint.adapters.ocpp_client import OcppClient
 from chargepoint.adapters.systemd_notify import SystemdNotifier
 from chargepoint.config import (
     CanPowerStageConfig,
@@ -41,6 +43,7 @@ from chargepoint.evse.events import (
     StartCharging,
     StopCharging,
 )
+from chargepoint.ocpp.station_io import StationCommand
 from hal.pilot_serial.driver import SerialPilotBoard
 from hal.pilot_serial.simulated import SimulatedPilotBoard
 from hal.power_can.driver import CanPowerStage
@@ -107,10 +110,16 @@ class Station:
         self.sim: dict[int, SimHardware] = {}
         self.listeners: list[Listener] = []
         self.ready = asyncio.Event()
+        self.restart_requested = False  # the CSMS asked for a Reset
         self._stop = asyncio.Event()
         self._notifier = SystemdNotifier()
 
     def stop(self) -> None:
+        self._stop.set()
+
+    def restart(self) -> None:
+        """Stop in order and exit with a code that makes systemd start us again."""
+        self.restart_requested = True
         self._stop.set()
 
     # -- building ------------------------------------------------------------------
@@ -194,6 +203,7 @@ class Station:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        _prepare_state_dir(Path(self.config.runtime.state_dir))
         try:
             async with AsyncExitStack() as stack:
                 devices = {e.id: self._build_evse(e, stack) for e in self.config.evse}
@@ -243,6 +253,15 @@ class Station:
                     )
                 )
                 tg.create_task(_named("watchdog", self._notifier.watchdog_loop(self._alive)))
+                settings = client_settings(self.config)
+                if settings is not None:
+                    commands: asyncio.Queue[StationCommand] = asyncio.Queue()
+                    client = OcppClient(settings, commands)
+                    bridge = OcppBridge(client, commands, self.runners, self.restart)
+                    self.listeners.append(bridge.listener)
+                    bridge.start()
+                    tg.create_task(_named("ocpp", client.run()))
+                    tg.create_task(_named("ocpp-commands", bridge.command_loop()))
                 tg.create_task(self._announce_ready(control_ready))
                 tg.create_task(self._wait_for_stop())
         except* ServiceStop:
@@ -354,6 +373,11 @@ class Station:
             },
             "ev": None if hw is None else hw.world.ev.state.to_dict(),
         }
+
+
+def _prepare_state_dir(path: Path) -> None:
+    """Persistent state (OCPP queue, device model, keys) lives here, private to us."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def _operator_event(cmd: str, request: dict[str, Any]) -> Event:

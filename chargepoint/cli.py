@@ -83,8 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     setup_logging(args.log_level or config.runtime.log_level, config.runtime.log_format)
     log.info("chargepoint %s starting with %s", __version__, args.config)
-    asyncio.run(Station(config).run())
-    return 0
+    station = Station(config)
+    asyncio.run(station.run())
+    # EX_TEMPFAIL: systemd (Restart=on-failure) starts the service again after a CSMS Reset.
+    return 75 if station.restart_requested else 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -126,6 +128,25 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exi(args: argparse.Namespace) -> int:
+    from chargepoint.iso15118.exi.cli import decode_command, encode_command  # noqa: PLC0415
+    from chargepoint.iso15118.exi.errors import ExiDecodeError, ExiEncodeError  # noqa: PLC0415
+
+    try:
+        if args.exi_command == "decode":
+            payload_type = int(args.payload_type, 0) if args.payload_type else None
+            print(decode_command(args.hex, payload_type))
+        else:
+            print(encode_command(Path(args.file).read_text()))
+    except (ExiDecodeError, ExiEncodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargepoint", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chargepoint {__version__}")
@@ -159,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(default_config_path()))
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("exi", help="ISO 15118-20 EXI dissector: decode hex, encode JSON")
+    exi = p.add_subparsers(dest="exi_command", required=True)
+    d = exi.add_parser("decode", help="decode an EXI payload (hex) and print it as JSON")
+    d.add_argument("hex", help="EXI payload in hex (a leading V2GTP header is accepted)")
+    d.add_argument(
+        "--payload-type", help="V2GTP payload type, e.g. 0x8004 (default: detect from the data)"
+    )
+    e = exi.add_parser("encode", help="encode a JSON message file and print the EXI hex")
+    e.add_argument("file")
+    p.set_defaults(func=cmd_exi)
 
     p = sub.add_parser("diagram", help="print the EVSE state machine as Graphviz dot")
     p.set_defaults(func=cmd_diagram)

@@ -54,7 +54,8 @@ class EvseDevices:
     isolation: IsolationMonitor | None = None
 
 
-Listener = Callable[[int, Action | SessionSummary], None]
+Published = Action | SessionSummary | MeterReading
+Listener = Callable[[int, Published], None]
 
 
 class EvseRunner:
@@ -68,7 +69,7 @@ class EvseRunner:
         self.evse_id = evse_id
         self.controller = controller
         self.devices = devices
-        self.listeners: list[Listener] = listeners or []
+        self.listeners: list[Listener] = listeners if listeners is not None else []
         self.sessions = SessionTracker(evse_id)
         self.last_summary: SessionSummary | None = None
         self.last_meter: MeterReading | None = None
@@ -238,7 +239,7 @@ class EvseRunner:
                 log.debug("evse %d: %s", self.evse_id, notice)
         self._publish(notice)
 
-    def _publish(self, item: Action | SessionSummary) -> None:
+    def _publish(self, item: Published) -> None:
         for listener in self.listeners:
             listener(self.evse_id, item)
 
@@ -257,6 +258,8 @@ class EvseRunner:
     async def meter_loop(self) -> None:
         while True:
             await self._read_meter()
+            if self.last_meter is not None:
+                self._publish(self.last_meter)
             await asyncio.sleep(METER_PERIOD_S)
 
     async def power_stage_loop(self) -> None:

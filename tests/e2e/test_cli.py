@@ -91,3 +91,32 @@ def test_diagram_is_rendered_from_the_table() -> None:
     result = run_cli("diagram")
     assert result.returncode == 0
     assert "READY -> CHARGING" in result.stdout and "STOPPING -> CONNECTED" in result.stdout
+
+
+def test_exi_dissector_round_trip(tmp_path: Path) -> None:
+    from chargepoint.iso15118 import exi  # noqa: PLC0415 - heavy import, only here
+
+    message = exi.from_json(
+        {
+            "SessionSetupReq": {
+                "Header": {"SessionID": "0000000000000000", "TimeStamp": 1700000000},
+                "EVCCID": "WMIV1234567890ABCDEF",
+            }
+        },
+        exi.COMMON,
+    )
+    hex_payload = exi.encode(message).hex()
+    decoded = run_cli("exi", "decode", hex_payload, "--payload-type", "0x8002")
+    assert decoded.returncode == 0, decoded.stderr
+    doc = json.loads(decoded.stdout)
+    assert doc["message"]["SessionSetupReq"]["EVCCID"] == "WMIV1234567890ABCDEF"
+    source = tmp_path / "msg.json"
+    source.write_text(decoded.stdout)
+    encoded = run_cli("exi", "encode", str(source))
+    assert encoded.returncode == 0, encoded.stderr
+    assert encoded.stdout.strip() == hex_payload
+
+
+def test_exi_decode_of_garbage_fails_clearly() -> None:
+    result = run_cli("exi", "decode", "deadbeef")
+    assert result.returncode == 1 and "EXI decode error" in result.stderr

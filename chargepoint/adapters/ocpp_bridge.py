@@ -1,0 +1,180 @@
+"""Wire the OCPP client to the EVSE runners.
+
+Runner notices (state changes, faults, sessions, meter readings) become OCPP
+station events; OCPP commands (remote start/stop, availability, reset) become
+controller events. The bridge never blocks the safety path: notices reach it
+from each runner's notice loop, and ``OcppClient.submit`` never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from chargepoint.adapters.evse_runner import EvseRunner
+from chargepoint.adapters.ocpp_client import OcppClient, OcppClientSettings
+from chargepoint.config import Config
+from chargepoint.evse.actions import Action, FaultLatched, FaultsCleared, StateChanged
+from chargepoint.evse.events import SetAvailable, StartCharging, StopCharging
+from chargepoint.evse.session import SessionSummary
+from chargepoint.iec61851.evse_state import EvseState
+from chargepoint.ocpp.rpc import ProtocolVersion
+from chargepoint.ocpp.station import StationIdentity
+from chargepoint.ocpp.station_io import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    FaultCleared,
+    FaultRaised,
+    MeterSample,
+    RemoteStart,
+    RemoteStop,
+    ResetKind,
+    ResetRequested,
+    SessionEnded,
+    SessionStarted,
+    SetAvailability,
+    StationCommand,
+    StoppedReason,
+    UnlockConnector,
+)
+from hal.meter import MeterReading
+
+log = logging.getLogger(__name__)
+
+
+def client_settings(config: Config) -> OcppClientSettings | None:
+    """OCPP client settings from the ``[csms]`` section (None: no CSMS configured)."""
+    csms = config.csms
+    if csms is None:
+        return None
+    station = config.station
+    return OcppClientSettings(
+        csms_url=csms.url,
+        identity=station.id,
+        station=StationIdentity(
+            vendor_name=station.vendor,
+            model=station.model,
+            evse_connectors={e.id: len(e.connectors) for e in config.evse},
+            serial_number=station.serial_number,
+            firmware_version=station.firmware_version,
+        ),
+        state_file=Path(config.runtime.state_dir) / "ocpp.sqlite3",
+        basic_auth_password=csms.password.resolve() if csms.password is not None else None,
+        security_profile=csms.security_profile,
+        csms_root_certificates=Path(csms.ca_file) if csms.ca_file is not None else None,
+        subprotocols=tuple(ProtocolVersion(p) for p in csms.subprotocols),
+    )
+
+
+class OcppBridge:
+    def __init__(
+        self,
+        client: OcppClient,
+        commands: asyncio.Queue[StationCommand],
+        runners: dict[int, EvseRunner],
+        request_stop: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.runners = runners
+        self.commands = commands
+        self._request_stop = request_stop
+        self._available: dict[int, bool] = dict.fromkeys(runners, True)
+        self._transaction_evse: dict[str, int] = {}
+        self._pending_reset: ResetKind | None = None
+
+    # -- station -> CSMS ----------------------------------------------------------
+    def start(self) -> None:
+        """Report the initial connector states (the client assumes Available until then)."""
+        for evse_id, runner in self.runners.items():
+            self._status(evse_id, runner.controller.state)
+
+    def listener(self, evse_id: int, item: Action | SessionSummary | MeterReading) -> None:
+        match item:
+            case StateChanged(old=old, new=new):
+                self._status(evse_id, new)
+                if old is EvseState.IDLE and new is not EvseState.IDLE:
+                    self.client.submit(
+                        SessionStarted(evse_id, 1, None, self._sample(evse_id))
+                    )  # TxStartPoint EVConnected: the cable is the transaction
+                elif new is EvseState.IDLE and old is not EvseState.IDLE:
+                    reason = (
+                        StoppedReason.OTHER
+                        if old is EvseState.FAULT
+                        else StoppedReason.EV_DISCONNECTED
+                    )
+                    self.client.submit(SessionEnded(evse_id, reason, self._sample(evse_id)))
+                    self._maybe_reset()
+            case FaultLatched(fault=fault):
+                self.client.submit(FaultRaised(evse_id, fault.kind.value, fault.detail))
+            case FaultsCleared(kinds=kinds):
+                for kind in kinds:
+                    self.client.submit(FaultCleared(evse_id, kind.value))
+            case MeterReading():
+                self.client.submit(self._sample(evse_id, item))
+            case _:
+                pass
+
+    def _status(self, evse_id: int, state: EvseState) -> None:
+        if state is EvseState.FAULT:
+            status = ConnectorStatus.FAULTED
+        elif state is not EvseState.IDLE:
+            status = ConnectorStatus.OCCUPIED
+        elif not self._available.get(evse_id, True):
+            status = ConnectorStatus.UNAVAILABLE
+        else:
+            status = ConnectorStatus.AVAILABLE
+        self.client.submit(ConnectorStatusChanged(evse_id, 1, status))
+
+    def _sample(self, evse_id: int, reading: MeterReading | None = None) -> MeterSample:
+        runner = self.runners[evse_id]
+        m = reading or runner.last_meter
+        if m is None:
+            return MeterSample(evse_id, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return MeterSample(
+            evse_id, m.import_energy_wh, m.export_energy_wh, m.power_w, m.voltage_v, m.current_a
+        )
+
+    # -- CSMS -> station -------------------------------------------------------------
+    async def command_loop(self) -> None:
+        while True:
+            command = await self.commands.get()
+            log.info("CSMS command: %s", command)
+            await self._carry_out(command)
+
+    async def _carry_out(self, command: StationCommand) -> None:
+        match command:
+            case RemoteStart(evse_id=evse_id):
+                runner = self.runners.get(evse_id or next(iter(self.runners)))
+                if runner is not None:
+                    await runner.submit(StartCharging("remote"))
+            case RemoteStop(evse_id=evse_id):
+                runner = self.runners.get(evse_id)
+                if runner is not None:
+                    await runner.submit(StopCharging("remote"))
+            case SetAvailability(evse_id=evse_id, operative=operative):
+                targets = list(self.runners) if evse_id is None else [evse_id]
+                for target in targets:
+                    if target in self.runners:
+                        self._available[target] = operative
+                        await self.runners[target].submit(SetAvailable(operative))
+                        self._status(target, self.runners[target].controller.state)
+            case ResetRequested(kind=kind):
+                self._pending_reset = kind
+                if kind is ResetKind.IMMEDIATE:
+                    for runner in self.runners.values():
+                        await runner.submit(StopCharging("reset"))
+                    self._request_stop()
+                else:
+                    self._maybe_reset()
+            case UnlockConnector(evse_id=evse_id):
+                log.info("evse %d: unlock requested (socket lock follows the pilot board)", evse_id)
+
+    def _maybe_reset(self) -> None:
+        """Reset OnIdle: restart (systemd brings the service back) once no session runs."""
+        if self._pending_reset is ResetKind.ON_IDLE and not any(
+            r.sessions.active for r in self.runners.values()
+        ):
+            log.warning("reset requested by the CSMS: restarting now that all EVSEs are idle")
+            self._request_stop()

@@ -1,0 +1,83 @@
+"""The whole station on simulated hardware, reporting to a CSMS over OCPP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargepoint.app import Station
+from chargepoint.config import parse_config
+from tests.e2e.conftest import SIM_TOML, Client
+from tests.ocpp.csms import Csms
+
+
+def csms_config(tmp_path: Path, port: int) -> str:
+    text = SIM_TOML.read_text()
+    text = text.replace('"/tmp/chargepoint-sim.sock"', f'"{tmp_path / "control.sock"}"')
+    text = text.replace('"/tmp/chargepoint-sim"', f'"{tmp_path / "state"}"')
+    return text + (
+        "\n[csms]\n"
+        f'url = "ws://127.0.0.1:{port}/ocpp"\n'
+        "security_profile = 1\n"
+        'subprotocols = ["ocpp2.0.1"]\n'
+        'password = { value = "correct-horse-battery" }\n'
+    )
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[Csms]:
+    async with Csms() as server:
+        yield server
+
+
+@pytest.fixture
+async def station(tmp_path: Path, csms: Csms) -> AsyncIterator[Station]:
+    config = parse_config(csms_config(tmp_path, csms.port), "test")
+    st = Station(config)
+    task = asyncio.create_task(st.run())
+    await asyncio.wait_for(st.ready.wait(), 15)
+    yield st
+    st.stop()
+    await asyncio.wait_for(task, 15)
+
+
+def tx_events(csms: Csms) -> list[dict[str, Any]]:
+    return [frame[3] for frame in csms.received("TransactionEvent")]
+
+
+async def test_session_is_reported_as_a_transaction(station: Station, csms: Csms) -> None:
+    await csms.until(lambda: csms.received("StatusNotification"), within_s=10)
+    client = Client(station)
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging" and s["contactor_closed"])
+    await csms.until(lambda: tx_events(csms), within_s=10)
+    started = tx_events(csms)[0]
+    assert started["eventType"] == "Started" and started["seqNo"] == 0
+    assert started["evse"] == {"id": 1, "connectorId": 1}
+    await client.sim("stop")
+    await client.wait_for(lambda s: s["cp"] == "B")
+    await client.sim("unplug")
+    await client.wait_for(lambda s: s["state"] == "idle")
+    await csms.until(lambda: tx_events(csms)[-1]["eventType"] == "Ended", within_s=10)
+    events = tx_events(csms)
+    assert [e["seqNo"] for e in events] == list(range(len(events)))
+    assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+    statuses = [f[3]["connectorStatus"] for f in csms.received("StatusNotification")]
+    assert "Occupied" in statuses and statuses[-1] == "Available"
+
+
+async def test_remote_stop_ends_charging(station: Station, csms: Csms) -> None:
+    client = Client(station)
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging" and s["contactor_closed"])
+    await csms.until(lambda: tx_events(csms), within_s=10)
+    tx_id = tx_events(csms)[0]["transactionInfo"]["transactionId"]
+    answer = await csms.raw_call(
+        f'[2, "stop-1", "RequestStopTransaction", {{"transactionId": "{tx_id}"}}]', "stop-1"
+    )
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+    await client.wait_for(lambda s: not s["permission"] and s["state"] in ("stopping", "connected"))

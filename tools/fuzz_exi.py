@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Mutation fuzzer for the EXI decoder.
+
+    python tools/fuzz_exi.py [--count 1000000] [--seed 1] [--workers 2]
+
+Seeds are the shared reference vectors (``../shared/iso15118-20`` when present)
+plus built-in messages; each input is a seed mutated by bit flips, byte
+replacement, truncation, insertion, duplication of a slice - or pure random
+bytes. Every input goes through ``exi.decode``; the only acceptable exception is
+``ExiDecodeError``, and whatever decodes must re-encode and decode to the same
+model. Exits 1 (printing the reproducer) on the first violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from chargepoint.iso15118 import exi  # noqa: E402
+from chargepoint.iso15118.exi import ExiDecodeError  # noqa: E402
+from chargepoint.iso15118.messages import iso20 as m  # noqa: E402
+
+PTS = (0x8001, 0x8002, 0x8003, 0x8004)
+
+
+def builtin_seeds() -> list[tuple[int, bytes]]:
+    def rn(v: int, e: int = 0) -> m.RationalNumber:
+        return m.RationalNumber(Exponent=e, Value=v)
+
+    hdr = m.MessageHeader(SessionID=b"\x01" * 8, TimeStamp=123456789)
+    msgs = [
+        m.DC_ChargeLoopReq(
+            Header=hdr,
+            MeterInfoRequested=False,
+            EVPresentVoltage=rn(400),
+            BPT_Dynamic_DC_CLReqControlMode=m.BPT_Dynamic_DC_CLReqControlMode(
+                EVTargetEnergyRequest=rn(1),
+                EVMaximumEnergyRequest=rn(2),
+                EVMinimumEnergyRequest=rn(-3),
+                EVMaximumChargePower=rn(4),
+                EVMinimumChargePower=rn(5),
+                EVMaximumChargeCurrent=rn(6),
+                EVMaximumVoltage=rn(7),
+                EVMinimumVoltage=rn(8),
+                EVMaximumDischargePower=rn(-9),
+                EVMinimumDischargePower=rn(-10),
+                EVMaximumDischargeCurrent=rn(-11),
+            ),
+        ),
+        m.ServiceDetailRes(
+            Header=hdr,
+            ResponseCode="OK",
+            ServiceID=2,
+            ServiceParameterList=m.ServiceParameterList(
+                ParameterSet=[
+                    m.ParameterSet(
+                        ParameterSetID=1,
+                        Parameter=[
+                            m.Parameter(Name="Connector", intValue=2),
+                            m.Parameter(Name="x", finiteString="abc"),
+                        ],
+                    )
+                ]
+            ),
+        ),
+        m.SessionSetupReq(Header=hdr, EVCCID="WMIV1234567890ABCDEX"),
+    ]
+    return [(exi.payload_type_of(x), exi.encode(x)) for x in msgs]
+
+
+def load_seeds() -> list[tuple[int, bytes]]:
+    seeds = builtin_seeds()
+    shared = REPO / ".." / "shared" / "iso15118-20"
+    for name in (
+        "capture-dc-dynamic.json",
+        "capture-ac-bpt-scheduled.json",
+        "capture-dc-mtls.json",
+        "unit-vectors.json",
+    ):
+        path = shared / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        items = data["messages"] if isinstance(data, dict) else data
+        for it in items:
+            seeds.append((int(it["payload_type"], 16), bytes.fromhex(it["exi"])))
+    return seeds
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(6)
+        if op == 0 and b:
+            i = rng.randrange(len(b) * 8)
+            b[i // 8] ^= 0x80 >> (i % 8)
+        elif op == 1 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 2 and b:
+            del b[rng.randrange(len(b)) :]
+        elif op == 3:
+            i = rng.randrange(len(b) + 1)
+            b[i:i] = rng.randbytes(rng.randint(1, 16))
+        elif op == 4 and b:
+            i = rng.randrange(len(b))
+            j = rng.randrange(i, min(len(b), i + 32) + 1)
+            b[i:i] = b[i:j]
+        elif op == 5 and b:
+            i = rng.randrange(len(b))
+            b[i] = rng.choice((0x00, 0xFF, 0x7F, 0x80))
+    return bytes(b)
+
+
+def run(args: tuple[int, int, list[tuple[int, bytes]]]) -> tuple[int, int, int, str | None]:
+    count, seed, seeds = args
+    rng = random.Random(seed)
+    ok = errors = 0
+    for _ in range(count):
+        if rng.random() < 0.05:
+            pt, data = rng.choice(PTS), b"\x80" + rng.randbytes(rng.randint(0, 64))
+        else:
+            pt, data = rng.choice(seeds)
+            data = mutate(rng, data)
+            if rng.random() < 0.1:
+                pt = rng.choice(PTS)
+        try:
+            model = exi.decode(data, pt)
+        except ExiDecodeError:
+            errors += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
+            return ok, errors, 1, f"{type(exc).__name__}: {exc} pt={pt:#x} data={data.hex()}"
+        try:
+            if exi.decode(exi.encode(model, pt), pt) != model:
+                return ok, errors, 1, f"round trip differs pt={pt:#x} data={data.hex()}"
+        except Exception as exc:  # noqa: BLE001
+            return ok, errors, 1, f"re-encode {type(exc).__name__}: {exc} data={data.hex()}"
+        ok += 1
+    return ok, errors, 0, None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    ns = ap.parse_args()
+    seeds = load_seeds()
+    t0 = time.monotonic()
+    per = -(-ns.count // ns.workers)
+    jobs = [(per, ns.seed * 1000 + w, seeds) for w in range(ns.workers)]
+    with multiprocessing.Pool(ns.workers) as pool:
+        results = pool.map(run, jobs)
+    ok = sum(r[0] for r in results)
+    errs = sum(r[1] for r in results)
+    bad = [r[3] for r in results if r[3]]
+    total = ok + errs + len(bad)
+    dt = time.monotonic() - t0
+    print(
+        f"{total} inputs in {dt:.1f} s: {ok} decoded (round trip ok), {errs} ExiDecodeError, "
+        f"{len(bad)} violations; {len(seeds)} seeds"
+    )
+    for b in bad:
+        print("VIOLATION:", b)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
