@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""Mutation fuzzer for the EXI decoder.
+"""Mutation fuzzer for the V2GTP framer plus the EXI decoder.
 
     python tools/fuzz_exi.py [--count 1000000] [--seed 1] [--workers 2]
 
 Seeds are the shared reference vectors (``../shared/iso15118-20`` when present)
 plus built-in messages; each input is a seed mutated by bit flips, byte
 replacement, truncation, insertion, duplication of a slice - or pure random
-bytes. Every input goes through ``exi.decode``; the only acceptable exception is
-``ExiDecodeError``, and whatever decodes must re-encode and decode to the same
+bytes. Each input is wrapped in a V2GTP frame (sometimes with a damaged header
+or a second frame behind it), fed to the incremental framer in random splits
+(whole, byte by byte, random cuts), and every framed payload goes through
+``exi.decode``. The only acceptable outcomes are typed framing events/errors and
+``ExiDecodeError``; whatever decodes must re-encode and decode to the same
 model. Exits 1 (printing the reproducer) on the first violation.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import random
@@ -24,9 +28,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from chargepoint.errors import LocalProtocolError, RemoteProtocolError  # noqa: E402
 from chargepoint.iso15118 import exi  # noqa: E402
 from chargepoint.iso15118.exi import ExiDecodeError  # noqa: E402
 from chargepoint.iso15118.messages import iso20 as m  # noqa: E402
+from chargepoint.iso15118.v2gtp import (  # noqa: E402
+    ConnectionClosed,
+    V2gtpError,
+    V2gtpFramer,
+    V2gtpMessage,
+    encode_frame,
+)
 
 PTS = (0x8001, 0x8002, 0x8003, 0x8004)
 
@@ -119,7 +131,46 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(b)
 
 
+def frame_stream(rng: random.Random, pt: int, data: bytes) -> bytes:
+    """Wrap ``data`` in a V2GTP frame, sometimes with a damaged header or a neighbour."""
+    frame = bytearray(encode_frame(pt, data))
+    if rng.random() < 0.05:
+        frame[rng.randrange(8)] = rng.randrange(256)  # version, type or length damaged
+    if rng.random() < 0.05:
+        frame += encode_frame(pt, data)  # two messages in one read
+    return bytes(frame)
+
+
+def chunks(rng: random.Random, data: bytes) -> list[bytes]:
+    """Split like a TCP stream might: whole, byte by byte, or at random places."""
+    mode = rng.randrange(3)
+    if mode == 0:
+        return [data]
+    if mode == 1:
+        return [data[i : i + 1] for i in range(len(data))]
+    cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randint(1, 4)))
+    edges = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def check_decode(pt: int, data: bytes) -> tuple[bool, str | None]:
+    """True when decoded (and round-tripped), False on the typed error; a violation else."""
+    try:
+        model = exi.decode(data, pt)
+    except ExiDecodeError:
+        return False, None
+    except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
+        return False, f"{type(exc).__name__}: {exc} pt={pt:#x} data={data.hex()}"
+    try:
+        if exi.decode(exi.encode(model, pt), pt) != model:
+            return False, f"round trip differs pt={pt:#x} data={data.hex()}"
+    except Exception as exc:  # noqa: BLE001
+        return False, f"re-encode {type(exc).__name__}: {exc} data={data.hex()}"
+    return True, None
+
+
 def run(args: tuple[int, int, list[tuple[int, bytes]]]) -> tuple[int, int, int, str | None]:
+    """Feed ``count`` inputs through the V2GTP framer and the EXI decoder."""
     count, seed, seeds = args
     rng = random.Random(seed)
     ok = errors = 0
@@ -131,19 +182,29 @@ def run(args: tuple[int, int, list[tuple[int, bytes]]]) -> tuple[int, int, int, 
             data = mutate(rng, data)
             if rng.random() < 0.1:
                 pt = rng.choice(PTS)
+        framer = V2gtpFramer()
         try:
-            model = exi.decode(data, pt)
-        except ExiDecodeError:
-            errors += 1
+            for piece in chunks(rng, frame_stream(rng, pt, data)):
+                framer.receive_data(piece)
+            events = list(framer.events())
+        except (RemoteProtocolError, LocalProtocolError):
+            errors += 1  # typed framing errors are fine
             continue
-        except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
-            return ok, errors, 1, f"{type(exc).__name__}: {exc} pt={pt:#x} data={data.hex()}"
-        try:
-            if exi.decode(exi.encode(model, pt), pt) != model:
-                return ok, errors, 1, f"round trip differs pt={pt:#x} data={data.hex()}"
         except Exception as exc:  # noqa: BLE001
-            return ok, errors, 1, f"re-encode {type(exc).__name__}: {exc} data={data.hex()}"
-        ok += 1
+            return ok, errors, 1, f"framer {type(exc).__name__}: {exc} data={data.hex()}"
+        decoded_any = False
+        for event in events:
+            if isinstance(event, V2gtpMessage):
+                decoded, violation = check_decode(event.payload_type, event.payload)
+                if violation is not None:
+                    return ok, errors, 1, violation
+                decoded_any = decoded_any or decoded
+            elif not isinstance(event, V2gtpError | ConnectionClosed):
+                return ok, errors, 1, f"unexpected framer event {event!r}"
+        if decoded_any:
+            ok += 1
+        else:
+            errors += 1
     return ok, errors, 0, None
 
 
