@@ -226,7 +226,8 @@ def main() -> int:
     total = ok + errs + len(bad)
     dt = time.monotonic() - t0
     print(
-        f"{total} inputs in {dt:.1f} s: {ok} decoded (round trip ok), {errs} typed errors (V2GTP or EXI), "
+        f"{total} inputs in {dt:.1f} s: {ok} decoded (round trip ok), "
+        f"{errs} typed errors (V2GTP or EXI), "
         f"{len(bad)} violations; {len(seeds)} seeds"
     )
     for b in bad:
