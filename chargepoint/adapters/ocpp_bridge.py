@@ -86,8 +86,18 @@ class OcppBridge:
 
     # -- station -> CSMS ----------------------------------------------------------
     def start(self) -> None:
-        """Report the initial connector states (the client assumes Available until then)."""
+        """At service start: end transactions the previous run left open, report states.
+
+        A transaction cannot outlive the process that supervised it: the
+        contactors opened when the service died (the board's keep-alive), so a
+        transaction restored from the durable store is ended as a power loss
+        (OCPP 2.0.1 E: stoppedReason PowerLoss, triggerReason AbnormalCondition);
+        an EV still plugged in starts a new one.
+        """
         for evse_id, runner in self.runners.items():
+            self.client.submit(
+                SessionEnded(evse_id, StoppedReason.POWER_LOSS, self._sample(evse_id))
+            )
             self._status(evse_id, runner.controller.state)
 
     def listener(self, evse_id: int, item: Action | SessionSummary | MeterReading) -> None:
