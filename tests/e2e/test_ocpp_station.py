@@ -81,3 +81,69 @@ async def test_remote_stop_ends_charging(station: Station, csms: Csms) -> None:
     )
     assert answer[0] == 3 and answer[2]["status"] == "Accepted"
     await client.wait_for(lambda s: not s["permission"] and s["state"] in ("stopping", "connected"))
+
+
+@pytest.fixture
+async def manual_station(tmp_path: Path, csms: Csms) -> AsyncIterator[Station]:
+    """A station that waits for authorisation (no free vend)."""
+    text = csms_config(tmp_path, csms.port).replace("autostart = true", "autostart = false")
+    st = Station(parse_config(text, "test"))
+    task = asyncio.create_task(st.run())
+    await asyncio.wait_for(st.ready.wait(), 15)
+    yield st
+    st.stop()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_remote_start_offers_energy(manual_station: Station, csms: Csms) -> None:
+    client = Client(manual_station)
+    await csms.until(lambda: csms.cp is not None and csms.received("StatusNotification"), 10)
+    await client.sim("plug")
+    st = await client.wait_for(lambda s: s["state"] == "connected")
+    await asyncio.sleep(0.3)
+    assert (await client.evse())["pwm_duty_pct"] is None  # no authorisation, no PWM
+    answer = await csms.raw_call(
+        '[2, "start-1", "RequestStartTransaction", '
+        '{"evseId": 1, "remoteStartId": 7, "idToken": {"idToken": "TAG-1", "type": "Central"}}]',
+        "start-1",
+    )
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+    st = await client.wait_for(lambda s: s["state"] == "charging" and s["contactor_closed"])
+    assert st["pwm_duty_pct"] is not None
+
+
+async def test_change_availability_makes_the_evse_unavailable(station: Station, csms: Csms) -> None:
+    client = Client(station)
+    await csms.until(lambda: csms.cp is not None and csms.received("StatusNotification"), 10)
+    answer = await csms.raw_call(
+        '[2, "av-1", "ChangeAvailability", '
+        '{"operationalStatus": "Inoperative", "evse": {"id": 1}}]',
+        "av-1",
+    )
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+    await csms.until(
+        lambda: csms.received("StatusNotification")[-1][3]["connectorStatus"] == "Unavailable",
+        within_s=10,
+    )
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "connected")
+    await asyncio.sleep(0.3)
+    assert (await client.evse())["pwm_duty_pct"] is None  # inoperative: no energy offered
+    answer = await csms.raw_call(
+        '[2, "av-2", "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1}}]',
+        "av-2",
+    )
+    await client.wait_for(lambda s: s["state"] == "charging")
+
+
+async def test_reset_immediate_stops_the_service_for_a_restart(
+    station: Station, csms: Csms
+) -> None:
+    await csms.until(lambda: csms.cp is not None and csms.received("StatusNotification"), 10)
+    answer = await csms.raw_call('[2, "rs-1", "Reset", {"type": "Immediate"}]', "rs-1")
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+    for _ in range(200):
+        if station.restart_requested:
+            break
+        await asyncio.sleep(0.05)
+    assert station.restart_requested
