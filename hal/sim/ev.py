@@ -370,6 +370,7 @@ class SimulatedEv:
         plant.ev_cp_state = self.cp_state
         plant.ev_diode_ok = not self._diode_fault
         plant.ac_current_a = self._current_a
+        plant.ev_phases = self.phases
         plant.ev_dc_contactor_closed = self._dc_contactor_closed
         if self._phase is EvPhase.UNPLUGGED:
             plant.battery_voltage_v = 0.0

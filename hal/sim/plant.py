@@ -6,7 +6,8 @@ runs on one event loop, so no locking is needed. Who writes what:
 
 * simulated pilot board: ``pilot_output``, ``duty_pct``, ``contactor_closed``, ``locked``
 * simulated EV: ``ev_cp_state``, ``ev_diode_ok``, ``ac_current_a`` (what its
-  on-board charger draws), ``battery_voltage_v``, ``ev_dc_contactor_closed``
+  on-board charger draws) and ``ev_phases``, ``battery_voltage_v``,
+  ``ev_dc_contactor_closed``
 * simulated DC power module: ``dc_voltage_v``, ``dc_current_a``
 * fault injection (tests, ``chargepoint sim fault``): the ``inject_*`` fields
 """
@@ -32,8 +33,9 @@ class Plant:
     # main contactors (AC) / DC output contactors, as the board drives them
     contactor_closed: bool = False
     locked: bool = False
-    # AC path: current per phase drawn (+) or fed back (-) by the EV
+    # AC path: current per phase drawn (+) or fed back (-) by the EV, on how many phases
     ac_current_a: float = 0.0
+    ev_phases: int = 3
     # DC path
     dc_voltage_v: float = 0.0  # at the EVSE output
     dc_current_a: float = 0.0  # + to the EV
@@ -55,7 +57,7 @@ class Plant:
         """Active power to the EV on the AC path (0 unless contactors are closed)."""
         if not self.contactor_closed:
             return 0.0
-        return self.grid_voltage_v * self.ac_current_a * self.phases
+        return self.grid_voltage_v * self.ac_current_a * min(self.phases, self.ev_phases)
 
     @property
     def dc_power_w(self) -> float:

@@ -112,3 +112,16 @@ def test_rejects_bad_arguments() -> None:
         SimulatedMeter(Plant(), "xx")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         SimulatedMeter(Plant()).integrate(-1.0)
+
+
+def test_single_phase_ev_on_three_phase_supply_is_metered_on_one_phase() -> None:
+    from hal.sim.ev import SimulatedEv  # noqa: PLC0415
+    from hal.sim.plant import Plant  # noqa: PLC0415
+
+    plant = Plant(phases=3)
+    ev = SimulatedEv(plant, phases=1)
+    ev.plug()
+    ev.step(0.0)
+    plant.contactor_closed = True
+    plant.ac_current_a = 10.0
+    assert plant.ac_power_w == pytest.approx(230.0 * 10.0 * 1)
