@@ -106,7 +106,7 @@ class SimulatedPilotBoard:
     ) -> None:
         self.plant = plant
         self.timing = timing or BoardTiming()
-        self.pp_ampacity_a = pp_ampacity_a  # the Plant has no PP resistor (yet)
+        self.pp_ampacity_a = pp_ampacity_a  # used when the plant codes no cable (tethered)
         self.info = info
         # observability for tests
         self.host_frames_rx = 0
@@ -420,7 +420,7 @@ class SimulatedPilotBoard:
             cp_state=cp,
             output=plant.pilot_output,
             duty_pct_x100=min(max(round(plant.duty_pct * 100), 0), DUTY_FULL_X100),
-            pp_ampacity_a=self.pp_ampacity_a,
+            pp_ampacity_a=self.plant.pp_ampacity_a or self.pp_ampacity_a,
             permission=self._permission,
             contactor_closed=plant.contactor_closed,
             locked=plant.locked,

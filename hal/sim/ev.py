@@ -130,6 +130,7 @@ class SimulatedEv:
         ramp_down_a_per_s: float = 10.0,
         s2_close_delay_s: float = 0.5,
         target_soc_pct: float = 100.0,
+        cable_ampacity_a: int = 32,
     ) -> None:
         if onboard_charger_max_current_a < 0.0:
             raise ValueError("onboard_charger_max_current_a must be >= 0")
@@ -153,6 +154,8 @@ class SimulatedEv:
         self.ramp_down_a_per_s = ramp_down_a_per_s
         self.s2_close_delay_s = s2_close_delay_s
         self.target_soc_pct = target_soc_pct
+        # IEC 61851-1 Table B.2: the PP resistor of a detachable cable (13/20/32/63 A)
+        self.cable_ampacity_a = cable_ampacity_a
 
         self._phase = EvPhase.UNPLUGGED
         self._wants_energy = False
@@ -371,6 +374,7 @@ class SimulatedEv:
         plant.ev_diode_ok = not self._diode_fault
         plant.ac_current_a = self._current_a
         plant.ev_phases = self.phases
+        plant.pp_ampacity_a = 0 if self._phase is EvPhase.UNPLUGGED else self.cable_ampacity_a
         plant.ev_dc_contactor_closed = self._dc_contactor_closed
         if self._phase is EvPhase.UNPLUGGED:
             plant.battery_voltage_v = 0.0

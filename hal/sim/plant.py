@@ -5,7 +5,7 @@ writes the quantities it physically controls and reads the others. Everything
 runs on one event loop, so no locking is needed. Who writes what:
 
 * simulated pilot board: ``pilot_output``, ``duty_pct``, ``contactor_closed``, ``locked``
-* simulated EV: ``ev_cp_state``, ``ev_diode_ok``, ``ac_current_a`` (what its
+* simulated EV: ``ev_cp_state``, ``ev_diode_ok``, ``pp_ampacity_a``, ``ac_current_a`` (what its
   on-board charger draws) and ``ev_phases``, ``battery_voltage_v``,
   ``ev_dc_contactor_closed``
 * simulated DC power module: ``dc_voltage_v``, ``dc_current_a``
@@ -30,6 +30,8 @@ class Plant:
     # CP line, EV side
     ev_cp_state: CpState = CpState.A
     ev_diode_ok: bool = True
+    # the plugged cable's ampacity as its PP resistor codes it (0: none / tethered)
+    pp_ampacity_a: int = 0
     # main contactors (AC) / DC output contactors, as the board drives them
     contactor_closed: bool = False
     locked: bool = False

@@ -90,3 +90,11 @@ async def test_crashed_task_drives_safe_state_then_stops_the_service(tmp_path: P
     assert "task_crashed" in {f.kind.value for f in runner.controller.latched_faults}
     plant = station.sim[1].world.plant
     assert not plant.contactor_closed
+
+
+async def test_cable_ampacity_limits_the_offer(client: Client, station: Station) -> None:
+    station.sim[1].world.ev.cable_ampacity_a = 20  # a 20 A cable on a 32 A socket
+    await client.sim("plug")
+    st = await client.wait_for(lambda s: s["state"] == "charging")
+    assert st["offered_current_a"] == pytest.approx(20.0)
+    assert st["pwm_duty_pct"] == pytest.approx(33.33)
