@@ -83,6 +83,7 @@ class OcppBridge:
         self._available: dict[int, bool] = dict.fromkeys(runners, True)
         self._transaction_evse: dict[str, int] = {}
         self._pending_reset: ResetKind | None = None
+        self._scheduled_inoperative: set[int] = set()  # G03.FR.05: after the transaction
 
     # -- station -> CSMS ----------------------------------------------------------
     def start(self) -> None:
@@ -116,6 +117,9 @@ class OcppBridge:
                     )
                     self.client.submit(SessionEnded(evse_id, reason, self._sample(evse_id)))
                     self._maybe_reset()
+                    if evse_id in self._scheduled_inoperative:
+                        # the scheduled change, now that the session is over
+                        self.commands.put_nowait(SetAvailability(evse_id, None, operative=False))
             case FaultLatched(fault=fault):
                 self.client.submit(FaultRaised(evse_id, fault.kind.value, fault.detail))
             case FaultsCleared(kinds=kinds):
@@ -165,11 +169,13 @@ class OcppBridge:
                     await runner.submit(StopCharging("remote"))
             case SetAvailability(evse_id=evse_id, operative=operative):
                 targets = list(self.runners) if evse_id is None else [evse_id]
-                for target in targets:
-                    if target in self.runners:
-                        self._available[target] = operative
-                        await self.runners[target].submit(SetAvailable(operative))
-                        self._status(target, self.runners[target].controller.state)
+                for target in (t for t in targets if t in self.runners):
+                    if not operative and self.runners[target].sessions.active:
+                        # G03.FR.05 / G04: answered Scheduled; applied when the session ends.
+                        self._scheduled_inoperative.add(target)
+                        continue
+                    self._scheduled_inoperative.discard(target)
+                    await self._set_available(target, operative=operative)
             case ResetRequested(kind=kind):
                 self._pending_reset = kind
                 if kind is ResetKind.IMMEDIATE:
@@ -180,6 +186,11 @@ class OcppBridge:
                     self._maybe_reset()
             case UnlockConnector(evse_id=evse_id):
                 log.info("evse %d: unlock requested (socket lock follows the pilot board)", evse_id)
+
+    async def _set_available(self, evse_id: int, *, operative: bool) -> None:
+        self._available[evse_id] = operative
+        await self.runners[evse_id].submit(SetAvailable(operative))
+        self._status(evse_id, self.runners[evse_id].controller.state)
 
     def _maybe_reset(self) -> None:
         """Reset OnIdle: restart (systemd brings the service back) once no session runs."""

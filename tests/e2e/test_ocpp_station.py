@@ -147,3 +147,31 @@ async def test_reset_immediate_stops_the_service_for_a_restart(
             break
         await asyncio.sleep(0.05)
     assert station.restart_requested
+
+
+async def test_change_availability_during_a_session_is_scheduled(
+    station: Station, csms: Csms
+) -> None:
+    client = Client(station)
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging")
+    await csms.until(lambda: tx_events(csms), within_s=10)
+    answer = await csms.raw_call(
+        '[2, "av-3", "ChangeAvailability", '
+        '{"operationalStatus": "Inoperative", "evse": {"id": 1}}]',
+        "av-3",
+    )
+    assert answer[2]["status"] == "Scheduled", answer
+    await asyncio.sleep(0.5)
+    assert (await client.evse())["state"] == "charging"  # G03.FR.05: the session goes on
+    await client.sim("stop")
+    await client.wait_for(lambda s: s["cp"] == "B")
+    await client.sim("unplug")
+    await csms.until(
+        lambda: csms.received("StatusNotification")[-1][3]["connectorStatus"] == "Unavailable",
+        within_s=10,
+    )
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "connected")
+    await asyncio.sleep(0.3)
+    assert (await client.evse())["pwm_duty_pct"] is None
