@@ -97,6 +97,7 @@ def evse_settings(config: Config, evse: EvseConfig) -> EvseSettings:
         fault_pulse_f_s=s.fault_pulse_f_s,
         over_temperature_c=s.over_temperature_c,
         isolation_fault_ohm=s.isolation_fault_ohm,
+        socket_lock=any(not c.tethered for c in evse.connectors),
     )
 
 

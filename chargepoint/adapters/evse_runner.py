@@ -26,6 +26,7 @@ from chargepoint.evse.actions import (
     SetContactorPermission,
     SetPilotF,
     SetPilotPwm,
+    SetLock,
     SetPilotX1,
     StateChanged,
     SwitchPowerStageOff,
@@ -185,6 +186,8 @@ class EvseRunner:
                         await board.set_state_f()
                     case ClearBoardFaults():
                         await board.clear_faults()
+                    case SetLock(locked=locked):
+                        await board.set_lock(locked)
                     case _:
                         notices.append(action)
         for notice in notices:

@@ -35,6 +35,7 @@ def pilot_event(status: PilotStatus) -> PilotObserved:
         contactor_closed=status.contactor_closed,
         pp_ampacity_a=status.pp_ampacity_a,
         temperature_c=status.temperature_c,
+        locked=status.locked,
         faults=faults,
         detail=detail,
     )

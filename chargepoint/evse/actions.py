@@ -40,6 +40,13 @@ class SwitchPowerStageOff:
 
 
 @dataclass(frozen=True, slots=True)
+class SetLock:
+    """Lock or release the cable in a socket outlet (IEC 61851-1 6.3.1.x locking)."""
+
+    locked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ClearBoardFaults:
     """Ask the board to clear latched flags whose conditions have gone."""
 
@@ -50,6 +57,7 @@ Command = (
     | SetPilotF
     | SetContactorPermission
     | SwitchPowerStageOff
+    | SetLock
     | ClearBoardFaults
 )
 

@@ -32,6 +32,7 @@ from chargepoint.evse.actions import (
     SetContactorPermission,
     SetPilotF,
     SetPilotPwm,
+    SetLock,
     SetPilotX1,
     StateChanged,
     SwitchPowerStageOff,
@@ -82,6 +83,8 @@ class EvseSettings:
     over_temperature_c: float = 85.0
     isolation_fault_ohm: float = 100_000.0  # IEC 61851-23: fault below 100 kohm
     over_voltage_v: float | None = None
+    socket_lock: bool = False  # a socket outlet: the cable is locked before energy flows
+    lock_timeout_s: float = 1.0
 
 
 def _unbound() -> RuntimeError:
@@ -125,6 +128,8 @@ class EvseController:
         self._stopped_by_evse = False
         self._limit_a = settings.max_current_a
         self._stop_deadline: float | None = None
+        self._lock_requested_at: float | None = None  # locking, not yet confirmed
+        self._lock_wanted = False
         self._clear_requested = False  # operator asked; retry as board flags clear
         self._board_clear_sent_at: float | None = None
 
@@ -258,6 +263,12 @@ class EvseController:
                 f"no power stage status for {now - self._power_stage_seen_at:.3f} s",
             )
         self._check_contactor_feedback(now)
+        locking = self._lock_requested_at
+        if locking is not None and now >= locking + s.lock_timeout_s:
+            self._lock_requested_at = None
+            self._latch_one_shot(
+                FaultKind.LOCK, f"cable not locked {now - locking:.3f} s after the command", now
+            )
         if (
             self.state is EvseState.STOPPING
             and self._stop_deadline is not None
@@ -291,6 +302,8 @@ class EvseController:
             deadlines.append(self._permission_changed_at + timeout)
         if self.state is EvseState.STOPPING and self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
+        if self._lock_requested_at is not None:
+            deadlines.append(self._lock_requested_at + s.lock_timeout_s)
         if self._pending_duty is not None and self._pwm_changed_at is not None:
             deadlines.append(self._pwm_changed_at + s.pwm_min_interval_s)
         if self._output_f_until is not None:
@@ -319,6 +332,8 @@ class EvseController:
             )
         self._latch_many("board", kinds, now, details)
         self._check_contactor_feedback(now)
+        if report.locked and self._lock_wanted:
+            self._lock_requested_at = None  # confirmed
         self._follow_cp(report, now)
 
     def _on_power_stage(self, report: PowerStageObserved, now: float) -> None:
@@ -377,6 +392,7 @@ class EvseController:
             and self.state is EvseState.READY
             and report.output is PilotOutput.PWM
             and self._pwm_duty is not None
+            and (report.locked or not self.settings.socket_lock)
             and self.supervisor.may_energize()
         ):
             self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s
@@ -428,9 +444,12 @@ class EvseController:
         match new:
             case EvseState.IDLE:
                 self._set_x1(now)
+                self._lock(False, now)
             case EvseState.CONNECTED:
                 self._set_x1(now)
+                self._lock(False, now)  # stopped: the user may take the cable
             case EvseState.READY:
+                self._lock(True, now)
                 if self._pwm_duty is None:
                     self._set_pwm(duty_for_current(self.offered_current_a()), now)
             case EvseState.CHARGING:
@@ -441,8 +460,16 @@ class EvseController:
             case EvseState.FAULT:
                 self._safe_off(now, force=True)
                 self._set_f(now, until=now + self.settings.fault_pulse_f_s)
+                self._lock(False, now)  # de-energised first (the commands above)
         cp = self._last.cp_state if self._last is not None else CpState.A
         self._out.append(StateChanged(old, new, cp))
+
+    def _lock(self, locked: bool, now: float) -> None:
+        if not self.settings.socket_lock or locked == self._lock_wanted:
+            return
+        self._lock_wanted = locked
+        self._lock_requested_at = now if locked else None
+        self._out.append(SetLock(locked))
 
     def _grant(self, now: float) -> None:
         # The gate: the only place permission is granted.

@@ -20,6 +20,7 @@ class PilotObserved:
     temperature_c: float = 25.0
     faults: frozenset[FaultKind] = frozenset()  # conditions the board reports
     detail: str = ""
+    locked: bool = False  # cable lock feedback (socket outlets)
 
 
 @dataclass(frozen=True, slots=True)

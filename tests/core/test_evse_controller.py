@@ -13,6 +13,7 @@ from chargepoint.evse.actions import (
     SetContactorPermission,
     SetPilotF,
     SetPilotPwm,
+    SetLock,
     SetPilotX1,
     SwitchPowerStageOff,
 )
@@ -43,6 +44,7 @@ class Rig:
     duty: float | None = None
     permission: bool = False
     closed: bool = False
+    locked: bool = False
     cp: CpState = CpState.A
     log: list[Action] = field(default_factory=list)
 
@@ -71,8 +73,9 @@ class Rig:
         if cp is not None:
             self.cp = cp
         closed = kw.pop("closed", self.closed)
+        locked = bool(kw.pop("locked", self.locked))
         measured = CpState.F if self.output is PilotOutput.F else self.cp
-        ev = PilotObserved(measured, self.output, bool(closed), **kw)  # type: ignore[arg-type]
+        ev = PilotObserved(measured, self.output, bool(closed), locked=locked, **kw)  # type: ignore[arg-type]
         out = self.apply(self.ctl.handle(ev, self.now))
         # the contactor follows permission by the next report
         self.closed = self.permission if not kw else self.closed
@@ -271,3 +274,25 @@ def test_unavailable_means_no_offer() -> None:
     assert rig.output is PilotOutput.X1
     rig.send(SetAvailable(True))
     assert rig.output is PilotOutput.PWM
+
+
+def test_socket_is_locked_before_energy_and_released_after() -> None:
+    rig = Rig.make(socket_lock=True)
+    out = rig.report(CpState.B)
+    assert SetLock(True) in out
+    rig.report(CpState.C, locked=False)  # lock not confirmed yet: no energy
+    assert not rig.permission
+    rig.report(CpState.C, locked=True)
+    assert rig.permission
+    rig.report(CpState.B, locked=True)
+    rig.log.clear()
+    rig.report(CpState.A, locked=True)
+    assert SetLock(False) in rig.log
+
+
+def test_lock_that_does_not_engage_is_a_fault() -> None:
+    rig = Rig.make(socket_lock=True)
+    rig.report(CpState.B)
+    rig.advance(1.5)  # the board keeps reporting unlocked
+    assert FaultKind.LOCK in {f.kind for f in rig.ctl.latched_faults}
+    assert not rig.permission

@@ -14,6 +14,7 @@ from chargepoint.evse.actions import (
     SetContactorPermission,
     SetPilotF,
     SetPilotPwm,
+    SetLock,
     SetPilotX1,
     SwitchPowerStageOff,
 )
@@ -43,7 +44,9 @@ BOARD_FAULTS = [
     FaultKind.CONTACTOR_WELDED,
 ]
 
-COMMANDS = SetPilotPwm | SetPilotX1 | SetPilotF | SetContactorPermission | SwitchPowerStageOff
+COMMANDS = (
+    SetPilotPwm | SetPilotX1 | SetPilotF | SetContactorPermission | SwitchPowerStageOff | SetLock
+)
 cp_states = st.sampled_from(list(CpState))
 steps = st.one_of(
     st.tuples(
@@ -82,6 +85,9 @@ class World:
     ctl: EvseController
     ventilation: bool
     power_stage: bool
+    socket_lock: bool = False
+    lock_works: bool = True
+    locked: bool = False
     now: float = 0.0
     output: PilotOutput = PilotOutput.X1
     permission: bool = False
@@ -120,16 +126,20 @@ class World:
                     self.permission = g
                 case SwitchPowerStageOff():
                     self.power_on = False
+                case SetLock(locked=lock):
+                    self.locked = lock and self.lock_works
         self.check_invariants(cause)
 
     def check_grant(self) -> None:
         assert self.ctl.supervisor.may_energize()
+        assert self.locked or not self.socket_lock, "energy through an unlocked socket"
         assert self.output is PilotOutput.PWM
         assert self.last_cp is CpState.C or (self.last_cp is CpState.D and self.ventilation)
 
     def check_invariants(self, cause: str) -> None:
         if self.permission:
             assert self.ctl.supervisor.may_energize(), f"{cause}: permission with fault latched"
+            assert self.locked or not self.socket_lock, f"{cause}: permission, cable unlocked"
             state = self.ctl.state
             assert state in (EvseState.CHARGING, EvseState.STOPPING), f"{cause}: {state}"
             if state is EvseState.CHARGING:
@@ -167,7 +177,9 @@ class World:
         self.last_cp = cp
         measured = CpState.F if self.output is PilotOutput.F else cp
         output = PilotOutput.X1 if glitch else self.output
-        ev = PilotObserved(measured, output, self.closed, None, temperature_c, faults)
+        ev = PilotObserved(
+            measured, output, self.closed, None, temperature_c, faults, locked=self.locked
+        )
         self.run(self.ctl.handle(ev, self.now), cause=f"report {ev}")
         self.closed = self.permission  # contactor follows by the next report
 
@@ -177,10 +189,17 @@ class World:
     ventilation=st.booleans(),
     autostart=st.booleans(),
     power_stage=st.booleans(),
+    socket_lock=st.booleans(),
+    lock_works=st.booleans(),
     script=st.lists(steps, max_size=60),
 )
 def test_energy_only_when_allowed_and_faults_reach_safe_state(
-    ventilation: bool, autostart: bool, power_stage: bool, script: list[tuple[object, ...]]
+    ventilation: bool,
+    autostart: bool,
+    power_stage: bool,
+    socket_lock: bool,
+    lock_works: bool,
+    script: list[tuple[object, ...]],
 ) -> None:
     ctl = EvseController(
         EvseSettings(
@@ -188,9 +207,10 @@ def test_energy_only_when_allowed_and_faults_reach_safe_state(
             ventilation=ventilation,
             autostart=autostart,
             has_power_stage=power_stage,
+            socket_lock=socket_lock,
         )
     )
-    world = World(ctl, ventilation, power_stage)
+    world = World(ctl, ventilation, power_stage, socket_lock, lock_works)
     world.run(ctl.start(0.0), cause="start")
     for step in script:
         match step:
