@@ -11,9 +11,9 @@ from chargepoint.evse.actions import (
     FaultLatched,
     FaultsCleared,
     SetContactorPermission,
+    SetLock,
     SetPilotF,
     SetPilotPwm,
-    SetLock,
     SetPilotX1,
     SwitchPowerStageOff,
 )

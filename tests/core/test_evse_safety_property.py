@@ -12,9 +12,9 @@ from chargepoint.evse.actions import (
     Action,
     FaultLatched,
     SetContactorPermission,
+    SetLock,
     SetPilotF,
     SetPilotPwm,
-    SetLock,
     SetPilotX1,
     SwitchPowerStageOff,
 )
