@@ -21,6 +21,7 @@ from chargepoint.errors import HalError
 from chargepoint.evse.actions import (
     Action,
     ClearBoardFaults,
+    Command,
     FaultLatched,
     FaultsCleared,
     SetContactorPermission,
@@ -32,7 +33,7 @@ from chargepoint.evse.actions import (
     SwitchPowerStageOff,
 )
 from chargepoint.evse.controller import EvseController
-from chargepoint.evse.events import Event, PilotObserved, TaskCrashed
+from chargepoint.evse.events import Event, IsolationObserved, PilotObserved, TaskCrashed
 from chargepoint.evse.session import MeterSnapshot, SessionSummary, SessionTracker
 from hal.isolation import IsolationMonitor
 from hal.meter import Meter, MeterReading
@@ -40,6 +41,16 @@ from hal.pilot import PilotBoard
 from hal.power_stage import PowerMode, PowerStage
 
 log = logging.getLogger(__name__)
+
+COMMANDS = (
+    SwitchPowerStageOff,
+    SetContactorPermission,
+    SetPilotPwm,
+    SetPilotX1,
+    SetPilotF,
+    ClearBoardFaults,
+    SetLock,
+)
 
 KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at least every 50 ms
 RELINK_PERIOD_S = 1.0
@@ -169,27 +180,13 @@ class EvseRunner:
                     log.error("evse %d: closing %s failed: %s", self.evse_id, device, exc)
 
     async def _execute(self, actions: list[Action]) -> None:
-        board = self.devices.board
         notices: list[Action] = []
         async with self._lock:
             for action in actions:
-                match action:
-                    case SwitchPowerStageOff():
-                        await self._power_stage_off()
-                    case SetContactorPermission(granted=granted):
-                        await board.set_contactor_permission(granted)
-                    case SetPilotPwm(duty_pct=duty):
-                        await board.set_pwm(duty)
-                    case SetPilotX1():
-                        await board.set_x1()
-                    case SetPilotF():
-                        await board.set_state_f()
-                    case ClearBoardFaults():
-                        await board.clear_faults()
-                    case SetLock(locked=locked):
-                        await board.set_lock(locked)
-                    case _:
-                        notices.append(action)
+                if isinstance(action, COMMANDS):
+                    await self._command(action)
+                else:
+                    notices.append(action)
         for notice in notices:
             self._notices.put_nowait(notice)  # handled off the safety path
 
@@ -198,6 +195,32 @@ class EvseRunner:
         while True:
             notice = await self._notices.get()
             await self._notice(notice)
+
+    async def _command(self, command: Command) -> None:
+        """Carry out one command; a failed one is logged and the next still runs.
+
+        A board that cannot be reached has lost our keep-alive too and opens the
+        contactors by itself; the controller latches the keep-alive fault.
+        """
+        board = self.devices.board
+        try:
+            match command:
+                case SwitchPowerStageOff():
+                    await self._power_stage_off()
+                case SetContactorPermission(granted=granted):
+                    await board.set_contactor_permission(granted)
+                case SetPilotPwm(duty_pct=duty):
+                    await board.set_pwm(duty)
+                case SetPilotX1():
+                    await board.set_x1()
+                case SetPilotF():
+                    await board.set_state_f()
+                case ClearBoardFaults():
+                    await board.clear_faults()
+                case SetLock(locked=locked):
+                    await board.set_lock(locked)
+        except HalError as exc:
+            log.error("evse %d: %s failed: %s", self.evse_id, command, exc)
 
     async def _power_stage_off(self) -> None:
         stage = self.devices.power_stage
@@ -270,7 +293,12 @@ class EvseRunner:
         if stage is None:
             return
         while True:
-            status = await stage.read_status()
+            try:
+                status = await stage.read_status()
+            except HalError as exc:  # the controller's keep-alive timer latches the fault
+                log.error("evse %d: power stage read failed: %s", self.evse_id, exc)
+                await asyncio.sleep(RELINK_PERIOD_S)
+                continue
             await self.submit(power_stage_event(status))
 
     async def isolation_loop(self) -> None:
@@ -278,5 +306,11 @@ class EvseRunner:
         if monitor is None:
             return
         while True:
-            reading = await monitor.read()
+            try:
+                reading = await monitor.read()
+            except HalError as exc:
+                log.error("evse %d: isolation monitor read failed: %s", self.evse_id, exc)
+                await self.submit(IsolationObserved(None, device_fault=True))
+                await asyncio.sleep(RELINK_PERIOD_S)
+                continue
             await self.submit(isolation_event(reading))

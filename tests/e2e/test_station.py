@@ -98,3 +98,16 @@ async def test_cable_ampacity_limits_the_offer(client: Client, station: Station)
     st = await client.wait_for(lambda s: s["state"] == "charging")
     assert st["offered_current_a"] == pytest.approx(20.0)
     assert st["pwm_duty_pct"] == pytest.approx(33.33)
+
+
+async def test_lost_board_link_is_a_fault_not_a_crash(client: Client, station: Station) -> None:
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging")
+    board = station.sim[1].board
+    assert board is not None
+    board.disconnect()  # the serial link dies (pty hung up)
+    st = await client.wait_for(lambda s: s["state"] == "fault")
+    assert "board_keepalive_lost" in {f["kind"] for f in st["faults"]}
+    assert not st["permission"]
+    await asyncio.sleep(1.5)  # relink attempts keep failing; the service keeps running
+    assert (await client.evse())["state"] == "fault"
