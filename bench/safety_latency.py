@@ -21,6 +21,7 @@ import os
 import random
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from hal.pilot_serial.frames import (  # noqa: E402
     FrameDecoder,
     Info,
     SetContactor,
+    SetLock,
     SetPilot,
     Status,
     encode_frame,
@@ -82,17 +84,42 @@ initial_soc_pct = 40.0
 """
 
 LOAD = """
-import asyncio, sys, time
+import asyncio, json, sys, time
 sys.path.insert(0, {root!r})
+from websockets.asyncio.server import serve
 from chargepoint.adapters.control_socket import request
-async def main():
+
+async def csms(ws):
+    async for text in ws:
+        msg = json.loads(text)
+        if msg[0] != 2:
+            continue
+        answer = {{}}
+        if msg[2] == "BootNotification":
+            now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+            answer = {{"currentTime": now, "interval": 300, "status": "Accepted"}}
+        await ws.send(json.dumps([3, msg[1], answer]))
+
+async def poll():
     while True:
         try:
             await request({sock!r}, {{"cmd": "status"}})
         except OSError:
             pass
         await asyncio.sleep(0.005)
+
+async def main():
+    async with serve(csms, "127.0.0.1", {csms_port}, subprotocols=["ocpp2.0.1"]):
+        await poll()
 asyncio.run(main())
+"""
+
+CSMS_SECTION = """
+[csms]
+url = "ws://127.0.0.1:{port}/ocpp"
+security_profile = 1
+subprotocols = ["ocpp2.0.1"]
+password = {{ value = "bench-password-0123" }}
 """
 
 
@@ -108,6 +135,7 @@ class Board:
         self.output = PilotOutput.X1
         self.duty_x100 = 10000
         self.permission = False
+        self.locked = False
         self.last_sent = 0.0
         self.synced = False
 
@@ -120,7 +148,7 @@ class Board:
             pp_ampacity_a=0,
             permission=self.permission,
             contactor_closed=self.permission,
-            locked=False,
+            locked=self.locked,
             coil_energised=self.permission,
             faults_raw=self.faults.value,
             temperature_c_x10=250,
@@ -160,6 +188,9 @@ class Board:
         elif isinstance(event, SetContactor):
             self.permission = event.permission
             self.send_status()
+        elif isinstance(event, SetLock):
+            self.locked = event.locked
+            self.send_status()
         elif isinstance(event, Info):
             pass
 
@@ -189,6 +220,13 @@ class Board:
         self.wait_for(lambda: self.permission, 5)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
     return sorted_values[k]
@@ -199,35 +237,48 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--fault-share", type=float, default=0.2)
     parser.add_argument("--no-load", action="store_true")
+    parser.add_argument(
+        "--csms",
+        action="store_true",
+        help="also report to a local CSMS (OCPP traffic and its durable queue as load)",
+    )
     args = parser.parse_args()
 
     master, slave = open_pty_pair()
-    hold = os.open(
-        slave, os.O_RDWR | os.O_NOCTTY
-    )  # no EIO on the master before the service opens it
+    # Hold the slave open: no EIO on the master before the service opens it.
+    hold = os.open(slave, os.O_RDWR | os.O_NOCTTY)
     tmp = Path(tempfile.mkdtemp(prefix="chargepoint-bench-"))
     sock = tmp / "control.sock"
     cfg = tmp / "bench.toml"
-    cfg.write_text(CONFIG.format(port=slave, sock=sock, state=tmp / "state"))
+    csms_port = _free_port()
+    config_text = CONFIG.format(port=slave, sock=sock, state=tmp / "state")
+    if args.csms:
+        config_text += CSMS_SECTION.format(port=csms_port)
+    cfg.write_text(config_text)
+    load = None
+    if not args.no_load:  # first, so the CSMS is up when the service connects
+        load = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                LOAD.format(root=str(ROOT), sock=str(sock), csms_port=csms_port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
     service = subprocess.Popen(
         [sys.executable, "-m", "chargepoint", "run", "--config", str(cfg)],
         cwd=ROOT,
         stdout=open(os.environ.get("BENCH_SERVICE_LOG", os.devnull), "w"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
-    load = None
     board = Board(master)
     latencies_ms: list[float] = []
     kinds = {"C->B": 0, "fault": 0}
     rng = random.Random(1)
     try:
         board.wait_for(sock.exists, 20)
-        if not args.no_load:
-            load = subprocess.Popen(
-                [sys.executable, "-c", LOAD.format(root=str(ROOT), sock=str(sock))],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
         board.charge()
         board.poll(0.2)
         started = time.perf_counter()
@@ -267,7 +318,7 @@ def main() -> int:
     print(
         f"safety latency over {len(values)} events ({kinds['C->B']} C->B, {kinds['fault']} faults)"
     )
-    load_state = "off" if args.no_load else "on"
+    load_state = "off" if args.no_load else "on" + (" + CSMS over OCPP" if args.csms else "")
     print(f"service: logging DEBUG, background load {load_state}; {elapsed:.1f} s")
     print(
         f"p50 {percentile(values, 50):.3f} ms  p99 {percentile(values, 99):.3f} ms  "
