@@ -98,6 +98,7 @@ def evse_settings(config: Config, evse: EvseConfig) -> EvseSettings:
         over_temperature_c=s.over_temperature_c,
         isolation_fault_ohm=s.isolation_fault_ohm,
         socket_lock=any(not c.tethered for c in evse.connectors),
+        hlc_only=evse.kind == "dc",
     )
 
 

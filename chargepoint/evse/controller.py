@@ -50,7 +50,7 @@ from chargepoint.evse.events import (
     TaskCrashed,
 )
 from chargepoint.iec61851.cp_state import CpState, PilotOutput
-from chargepoint.iec61851.duty_cycle import MIN_BASIC_CURRENT_A, duty_for_current
+from chargepoint.iec61851.duty_cycle import HLC_DUTY_PCT, MIN_BASIC_CURRENT_A, duty_for_current
 from chargepoint.iec61851.evse_state import TRANSITIONS, EvseState
 from chargepoint.safety.faults import Fault, FaultKind
 from chargepoint.safety.supervisor import SafetySupervisor
@@ -84,6 +84,9 @@ class EvseSettings:
     isolation_fault_ohm: float = 100_000.0  # IEC 61851-23: fault below 100 kohm
     over_voltage_v: float | None = None
     socket_lock: bool = False  # a socket outlet: the cable is locked before energy flows
+    # DC: only digital communication (ISO 15118) may start energy; the CP carries 5 %
+    # (IEC 61851-1 A.4) and basic charging never closes the contactors.
+    hlc_only: bool = False
     lock_timeout_s: float = 1.0
 
 
@@ -393,6 +396,7 @@ class EvseController:
             and report.output is PilotOutput.PWM
             and self._pwm_duty is not None
             and (report.locked or not self.settings.socket_lock)
+            and not self.settings.hlc_only
             and self.supervisor.may_energize()
         ):
             self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s
@@ -424,7 +428,7 @@ class EvseController:
             if self.offered_current_a() < MIN_BASIC_CURRENT_A:
                 self._go(self.withdraw, now)
                 return
-            duty = duty_for_current(self.offered_current_a())
+            duty = self._duty()
             if duty == self._pwm_duty:
                 self._pending_duty = None
             elif self._pwm_may_change(now):
@@ -451,7 +455,7 @@ class EvseController:
             case EvseState.READY:
                 self._lock(True, now)
                 if self._pwm_duty is None:
-                    self._set_pwm(duty_for_current(self.offered_current_a()), now)
+                    self._set_pwm(self._duty(), now)
             case EvseState.CHARGING:
                 self._grant(now)
             case EvseState.STOPPING:
@@ -463,6 +467,11 @@ class EvseController:
                 self._lock(False, now)  # de-energised first (the commands above)
         cp = self._last.cp_state if self._last is not None else CpState.A
         self._out.append(StateChanged(old, new, cp))
+
+    def _duty(self) -> float:
+        if self.settings.hlc_only:
+            return HLC_DUTY_PCT  # IEC 61851-1 A.4: digital communication required
+        return duty_for_current(self.offered_current_a())
 
     def _lock(self, locked: bool, now: float) -> None:
         if not self.settings.socket_lock or locked == self._lock_wanted:

@@ -296,3 +296,12 @@ def test_lock_that_does_not_engage_is_a_fault() -> None:
     rig.advance(1.5)  # the board keeps reporting unlocked
     assert FaultKind.LOCK in {f.kind for f in rig.ctl.latched_faults}
     assert not rig.permission
+
+
+def test_dc_offers_digital_communication_and_no_basic_charging() -> None:
+    rig = Rig.make(hlc_only=True)
+    rig.report(CpState.B)
+    assert rig.output is PilotOutput.PWM and rig.duty == pytest.approx(5.0)
+    rig.report(CpState.C)
+    rig.advance(2.0)
+    assert not rig.permission and rig.ctl.state is EvseState.READY

@@ -87,6 +87,7 @@ class World:
     power_stage: bool
     socket_lock: bool = False
     lock_works: bool = True
+    hlc_only: bool = False
     locked: bool = False
     now: float = 0.0
     output: PilotOutput = PilotOutput.X1
@@ -131,6 +132,7 @@ class World:
         self.check_invariants(cause)
 
     def check_grant(self) -> None:
+        assert not self.hlc_only, "basic charging granted on an HLC-only (DC) EVSE"
         assert self.ctl.supervisor.may_energize()
         assert self.locked or not self.socket_lock, "energy through an unlocked socket"
         assert self.output is PilotOutput.PWM
@@ -191,6 +193,7 @@ class World:
     power_stage=st.booleans(),
     socket_lock=st.booleans(),
     lock_works=st.booleans(),
+    hlc_only=st.booleans(),
     script=st.lists(steps, max_size=60),
 )
 def test_energy_only_when_allowed_and_faults_reach_safe_state(
@@ -199,6 +202,7 @@ def test_energy_only_when_allowed_and_faults_reach_safe_state(
     power_stage: bool,
     socket_lock: bool,
     lock_works: bool,
+    hlc_only: bool,
     script: list[tuple[object, ...]],
 ) -> None:
     ctl = EvseController(
@@ -208,9 +212,10 @@ def test_energy_only_when_allowed_and_faults_reach_safe_state(
             autostart=autostart,
             has_power_stage=power_stage,
             socket_lock=socket_lock,
+            hlc_only=hlc_only,
         )
     )
-    world = World(ctl, ventilation, power_stage, socket_lock, lock_works)
+    world = World(ctl, ventilation, power_stage, socket_lock, lock_works, hlc_only)
     world.run(ctl.start(0.0), cause="start")
     for step in script:
         match step:
