@@ -235,7 +235,8 @@ class Station:
                     await device.open()
             evse = next(e for e in self.config.evse if e.id == evse_id)
             ctl = EvseController(evse_settings(self.config, evse))
-            self.runners[evse_id] = EvseRunner(evse_id, ctl, dev, self.listeners)
+            self.runners[evse_id] = runner = EvseRunner(evse_id, ctl, dev, self.listeners)
+            await runner.read_meter()  # registers known before anything is reported
         crashed: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as tg:

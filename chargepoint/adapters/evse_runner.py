@@ -238,7 +238,7 @@ class EvseRunner:
         match notice:
             case StateChanged(old=old, new=new, cp_state=cp):
                 log.info("evse %d: %s -> %s (CP %s)", self.evse_id, old.name, new.name, cp.value)
-                meter = await self._read_meter()
+                meter = await self.read_meter()
                 summary = self.sessions.on_state(old, new, meter, self.now())
                 if summary is not None:
                     self.last_summary = summary
@@ -269,7 +269,7 @@ class EvseRunner:
         for listener in self.listeners:
             listener(self.evse_id, item)
 
-    async def _read_meter(self) -> MeterSnapshot:
+    async def read_meter(self) -> MeterSnapshot:
         meter = self.devices.meter
         if meter is not None:
             try:
@@ -283,7 +283,7 @@ class EvseRunner:
     # -- other device loops (not on the safety path) ---------------------------------
     async def meter_loop(self) -> None:
         while True:
-            await self._read_meter()
+            await self.read_meter()
             if self.last_meter is not None:
                 self._publish(self.last_meter)
             await asyncio.sleep(METER_PERIOD_S)
