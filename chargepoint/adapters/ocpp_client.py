@@ -8,6 +8,12 @@ package's ``ChargePoint`` leaves unknown actions unanswered, swaps
 NotImplemented/NotSupported, drops malformed frames silently, mangles ~40
 OCPP 2.1 property names and deadlocks when a handler sends (see docs/ocpp.md).
 
+TLS contexts, certificate files and keys are the business of
+:mod:`.ocpp_security`; this module builds a context per connection attempt and
+turns a failed attempt into a sentence an operator understands (and the
+SecurityEventNotification it is).  :meth:`OcppClient.authorize` is the
+runtime's way to ask whether an idToken may charge.
+
 One event loop, one :class:`asyncio.TaskGroup`: the main loop feeds the core
 with inputs from a single inbox (frames, connection results, station events)
 or wakes up at the core's next deadline, then performs the core's actions in
@@ -33,14 +39,23 @@ from ocpp.messages import get_validator
 from ocpp.v21.enums import Action as ActionV21
 from ocpp.v201.enums import Action as ActionV201
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
 from websockets.typing import Subprotocol
 
-from chargepoint.errors import ConfigError
+from chargepoint.errors import ChargepointError, ConfigError
+from chargepoint.ocpp.authorization import AuthorizationResult
+from chargepoint.ocpp.certificates import CSMS_ROOT
 from chargepoint.ocpp.device_model import DeviceModel, standard_variables
 from chargepoint.ocpp.rpc import ErrorCode, JsonObject, MessageType, ProtocolVersion
 from chargepoint.ocpp.station import (
     Action,
+    AuthorizationDone,
     CloseConnection,
     DeleteQueued,
     DeliverCommand,
@@ -53,11 +68,22 @@ from chargepoint.ocpp.station import (
     StoreState,
     StoreVariable,
 )
-from chargepoint.ocpp.station_io import StationCommand, StationEvent
+from chargepoint.ocpp.station_io import IdToken, StationCommand, StationEvent
 
+from .ocpp_security import (
+    FileCertificateStore,
+    TlsFailure,
+    client_tls_context,
+    describe_tls_failure,
+)
 from .ocpp_store import OcppStore
 
 logger = logging.getLogger(__name__)
+
+
+class OcppClientStoppedError(ChargepointError):
+    """The OCPP client stopped before it could answer (e.g. a pending authorize())."""
+
 
 #: jsonschema keyword that failed -> OCPP-J error code (OCPP 2.0.1 Part 4 §4.3).
 _SCHEMA_ERROR_CODES = {
@@ -126,10 +152,18 @@ class OcppClientSettings:
     station: StationIdentity
     state_file: Path
     basic_auth_password: str | None = None
+    #: 1: Basic auth over ws://; 2: Basic auth over TLS; 3: TLS with a client certificate
     security_profile: int = 1
-    #: profile 2: the CSMSRootCertificate(s) (PEM) the CSMS server certificate must chain
-    #: to; ``None`` uses the system trust store.
+    #: profiles 2/3: CSMSRootCertificate(s) (PEM) the CSMS server certificate may chain
+    #: to, besides those installed with InstallCertificate; with neither, the system
+    #: trust store is used.
     csms_root_certificates: Path | None = None
+    #: certificates and keys (mode 0700); default: ``ocpp-certs`` beside ``state_file``
+    certificate_dir: Path | None = None
+    #: profile 3: a factory-installed client certificate (PEM chain) and key, used until
+    #: a ChargingStationCertificate is installed through SignCertificate/CertificateSigned
+    station_certificate: Path | None = None
+    station_private_key: Path | None = None
     subprotocols: tuple[ProtocolVersion, ...] = (ProtocolVersion.V21, ProtocolVersion.V201)
     open_timeout_s: float = 10.0
     #: validate what we send against the OCA schemas (see :class:`OcppSchemas`)
@@ -147,20 +181,29 @@ class OcppClientSettings:
             problems.append(("csms_url", "must start with ws:// or wss://"))
         if not self.subprotocols:
             problems.append(("subprotocols", "offer at least one OCPP version"))
-        if self.security_profile not in (1, 2):
-            problems.append(("security_profile", "only profiles 1 and 2 are implemented"))
-        # A00: profile 1 is Basic auth over ws://, profile 2 Basic auth over wss://.
+        if self.security_profile not in (1, 2, 3):
+            problems.append(("security_profile", "security profiles are 1, 2 and 3"))
+        # A00: profile 1 is Basic auth over ws://, profiles 2 and 3 use wss://.
         elif self.security_profile == 1 and not self.csms_url.startswith("ws://"):
             problems.append(("csms_url", "security profile 1 uses ws://"))
-        elif self.security_profile == 2 and not self.csms_url.startswith("wss://"):
-            problems.append(("csms_url", "security profile 2 needs wss://"))
+        elif self.security_profile >= 2 and not self.csms_url.startswith("wss://"):
+            problems.append(("csms_url", f"security profile {self.security_profile} needs wss://"))
+        if (self.station_certificate is None) != (self.station_private_key is None):
+            problems.append(("station_private_key", "give the certificate and its key together"))
         if problems:
             raise ConfigError("ocpp client settings", problems)
 
     @property
     def url(self) -> str:
+        return self.url_for(self.csms_url)
+
+    def url_for(self, csms_url: str) -> str:
         # Part 4 §3.1.1: the identity is the last path segment, percent-encoded.
-        return f"{self.csms_url.rstrip('/')}/{quote(self.identity, safe='')}"
+        return f"{csms_url.rstrip('/')}/{quote(self.identity, safe='')}"
+
+    @property
+    def certificates_path(self) -> Path:
+        return self.certificate_dir or self.state_file.parent / "ocpp-certs"
 
 
 # ------------------------------------------------------------ inbox items
@@ -173,6 +216,7 @@ class _Opened:
 @dataclass(frozen=True)
 class _Failed:
     reason: str
+    security_event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +241,13 @@ class _Event:
     event: StationEvent
 
 
-_Input = _Opened | _Failed | _FrameIn | _Lost | _Stop | _Event
+@dataclass(frozen=True)
+class _Authorize:
+    token: IdToken
+    answer: asyncio.Future[AuthorizationResult]
+
+
+_Input = _Opened | _Failed | _FrameIn | _Lost | _Stop | _Event | _Authorize
 
 
 @dataclass
@@ -227,6 +277,13 @@ class OcppClient:
         self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
         self._connection: _Connection | None = None
         self.station: OcppStation | None = None
+        factory = None
+        if settings.station_certificate and settings.station_private_key:
+            factory = (settings.station_certificate, settings.station_private_key)
+        self.certificates = FileCertificateStore(
+            settings.certificates_path, factory_credentials=factory
+        )
+        self._authorizations: dict[int, asyncio.Future[AuthorizationResult]] = {}
 
     # ------------------------------------------------------------- runtime API
     def submit(self, event: StationEvent) -> None:
@@ -236,6 +293,15 @@ class OcppClient:
     def stop(self) -> None:
         """Ask :meth:`run` to close the connection and return."""
         self._inbox.put_nowait(_Stop())
+
+    async def authorize(self, id_token: IdToken) -> AuthorizationResult:
+        """C01: may ``id_token`` charge?  Asks the CSMS when online (Authorize); offline,
+        or when the CSMS does not answer within MessageTimeout, the local list, the
+        cache and the offline policy decide (C12-C15).  Raises
+        :class:`OcppClientStoppedError` if the client stops first."""
+        answer: asyncio.Future[AuthorizationResult] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(_Authorize(id_token, answer))
+        return await answer
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -253,16 +319,19 @@ class OcppClient:
                             station.handle_timer(now)
                         case _Stop():
                             await self._disconnect("service stopping")
+                            self._abandon_authorizations()
                             break
                         case _Event(event):
                             station.station_event(now, event)
+                        case _Authorize(token, answer):
+                            self._authorizations[station.authorize(now, token)] = answer
                         case _Opened(ws, version) if self._connection is not None:
                             self._connection.ws = ws
                             logger.info("connected to %s with %s", self.settings.url, version.value)
                             station.connection_opened(now, version)
-                        case _Failed(reason):
+                        case _Failed(reason, security_event):
                             self._connection = None
-                            station.connection_failed(now, reason)
+                            station.connection_failed(now, reason, security_event)
                         case _FrameIn(ws, text) if self._current(ws):
                             logger.debug("<- %s", _loggable(text))
                             station.receive_frame(now, text)
@@ -295,7 +364,19 @@ class OcppClient:
             queued=store.load_queue(),
             stored_state=store.load_state(),
             queue_capacity=s.queue_capacity,
+            certificates=self.certificates,
         )
+
+    def _abandon_authorizations(self) -> None:
+        pending, self._authorizations = self._authorizations, {}
+        answers = list(pending.values())
+        while not self._inbox.empty():  # asked for after the stop
+            item = self._inbox.get_nowait()
+            if isinstance(item, _Authorize):
+                answers.append(item.answer)
+        for answer in answers:
+            if not answer.done():
+                answer.set_exception(OcppClientStoppedError("OCPP client stopped"))
 
     def _current(self, ws: ClientConnection) -> bool:
         return self._connection is not None and self._connection.ws is ws
@@ -331,6 +412,10 @@ class OcppClient:
                 case DeliverCommand(command):
                     logger.info("command for the station: %s", command)
                     self._commands.put_nowait(command)
+                case AuthorizationDone(ref, result):
+                    answer = self._authorizations.pop(ref, None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(result)
                 case OpenConnection():
                     task = group.create_task(self._connect(action))
                     self._connection = _Connection(task)
@@ -358,14 +443,24 @@ class OcppClient:
             await connection.ws.close(reason=reason[:120])
         connection.task.cancel()
 
-    def _tls_context(self) -> ssl.SSLContext:
-        """A00.FR.3xx: TLS 1.2 or newer; the server certificate must chain to the
-        CSMSRootCertificate and match the host name.  Read on every attempt so that
-        an installed root certificate takes effect without a restart."""
-        roots = self.settings.csms_root_certificates
-        context = ssl.create_default_context(cafile=str(roots) if roots else None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
+    def _tls_context(self, profile: int) -> ssl.SSLContext:
+        """A00: TLS 1.2 or newer; the server certificate must chain to a
+        CSMSRootCertificate and match the host name; profile 3 adds the station's
+        certificate.  Built on every attempt, so that certificates installed
+        meanwhile take effect without a restart."""
+        credentials = None
+        if profile >= 3:
+            credentials = self.certificates.station_credentials()
+            if credentials is None:
+                logger.error(
+                    "security profile 3 without a ChargingStationCertificate: "
+                    "the CSMS will refuse the connection"
+                )
+        return client_tls_context(
+            roots_pem=self.certificates.roots_pem(CSMS_ROOT),
+            roots_file=self.settings.csms_root_certificates,
+            client_credentials=credentials,
+        )
 
     def _handshake_headers(self, action: OpenConnection) -> dict[str, str]:
         if action.basic_auth_password is None:
@@ -376,11 +471,20 @@ class OcppClient:
 
     async def _connect(self, action: OpenConnection) -> None:
         offered = [Subprotocol(v.value) for v in self.settings.subprotocols]
-        logger.info("connecting to %s offering %s", self.settings.url, ", ".join(offered))
+        url = self.settings.url_for(action.csms_url or self.settings.csms_url)
+        secure = url.startswith("wss://")
+        logger.info(
+            "connecting to %s (slot %d, security profile %d) offering %s",
+            url,
+            action.configuration_slot,
+            action.security_profile,
+            ", ".join(offered),
+        )
         try:
+            tls = self._tls_context(action.security_profile) if secure else None
             ws = await connect(
-                self.settings.url,
-                ssl=self._tls_context() if self.settings.url.startswith("wss://") else None,
+                url,
+                ssl=tls,
                 subprotocols=offered,
                 additional_headers=self._handshake_headers(action),
                 ping_interval=action.ping_interval_s or None,
@@ -388,10 +492,9 @@ class OcppClient:
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             # ssl.SSLError (e.g. CERTIFICATE_VERIFY_FAILED) is an OSError.
-            logger.warning(
-                "connecting to %s failed: %s: %s", self.settings.url, type(exc).__name__, exc
-            )
-            self._inbox.put_nowait(_Failed(f"{type(exc).__name__}: {exc}"))
+            failure = _diagnose(exc, secure=secure, profile=action.security_profile)
+            logger.warning("connecting to %s failed: %s", url, failure.description)
+            self._inbox.put_nowait(_Failed(failure.description, failure.security_event))
             return
         version = _selected_version(ws.subprotocol)
         if version is None:
@@ -413,6 +516,31 @@ class OcppClient:
         except ConnectionClosed as exc:
             reason = str(exc)
         self._inbox.put_nowait(_Lost(ws, reason))
+
+
+def _diagnose(exc: BaseException, *, secure: bool, profile: int) -> TlsFailure:
+    """Why a connection attempt failed, in words, and the security event it is (A00)."""
+    if secure:
+        tls = describe_tls_failure(exc)
+        if tls is not None:
+            return tls
+    if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+        # A00: the CSMS refused our credentials (Basic auth or client certificate).
+        what = "the client certificate" if profile >= 3 else "identity / BasicAuthPassword"
+        return TlsFailure(
+            f"the CSMS refused the station's credentials (HTTP {exc.response.status_code}): "
+            f"check {what}",
+            "FailedToAuthenticateAtCsms",
+        )
+    if secure and profile >= 3 and isinstance(exc, InvalidMessage | EOFError):
+        # A TLS 1.3 server that rejects the client certificate alerts after the
+        # handshake; websockets then only reports that no HTTP response came.
+        return TlsFailure(
+            "TLS: the CSMS closed the connection before answering the WebSocket "
+            "handshake: it probably refused the station's client certificate",
+            "FailedToAuthenticateAtCsms",
+        )
+    return TlsFailure(f"{type(exc).__name__}: {exc}", None)
 
 
 def _loggable(text: str) -> str:

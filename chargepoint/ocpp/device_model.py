@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Any
 
 from chargepoint.errors import LocalProtocolError
+from chargepoint.ocpp.network import SLOT_VALUES
 
 
 class AttributeType(Enum):
@@ -462,13 +463,26 @@ BYTES_PER_MESSAGE_GET_VARIABLES = VariableKey("BytesPerMessage", "GetVariables")
 BYTES_PER_MESSAGE_SET_VARIABLES = VariableKey("BytesPerMessage", "SetVariables")
 DATE_TIME = VariableKey("DateTime")
 SECURITY_PROFILE = VariableKey("SecurityProfile")
+NETWORK_CONFIGURATION_PRIORITY = VariableKey("NetworkConfigurationPriority")
+NETWORK_PROFILE_CONNECTION_ATTEMPTS = VariableKey("NetworkProfileConnectionAttempts")
 BASIC_AUTH_PASSWORD = VariableKey("BasicAuthPassword")
 IDENTITY = VariableKey("Identity")
+ORGANIZATION_NAME = VariableKey("OrganizationName")
+CERTIFICATE_ENTRIES = VariableKey("CertificateEntries")
+CERT_SIGNING_WAIT_MINIMUM = VariableKey("CertSigningWaitMinimum")
+CERT_SIGNING_REPEAT_TIMES = VariableKey("CertSigningRepeatTimes")
+SECC_ID = VariableKey("SeccId")
 TX_UPDATED_MEASURANDS = VariableKey("TxUpdatedMeasurands")
 TX_UPDATED_INTERVAL = VariableKey("TxUpdatedInterval")
 TX_STARTED_MEASURANDS = VariableKey("TxStartedMeasurands")
 TX_ENDED_MEASURANDS = VariableKey("TxEndedMeasurands")
 ENABLED = VariableKey("Enabled")
+ENTRIES = VariableKey("Entries")
+LIFE_TIME = VariableKey("LifeTime")
+AUTHORIZE_REMOTE_START = VariableKey("AuthorizeRemoteStart")
+LOCAL_AUTHORIZE_OFFLINE = VariableKey("LocalAuthorizeOffline")
+LOCAL_PRE_AUTHORIZE = VariableKey("LocalPreAuthorize")
+OFFLINE_TX_FOR_UNKNOWN_ID = VariableKey("OfflineTxForUnknownIdEnabled")
 AVAILABLE = VariableKey("Available")
 AVAILABILITY_STATE = VariableKey("AvailabilityState")
 
@@ -547,17 +561,17 @@ def standard_variables(
         _var(OCPP_COMM, MESSAGE_ATTEMPT_INTERVAL_TX, integer, rw, "60", unit="s", min_limit=0),
         _var(
             OCPP_COMM,
-            VariableKey("NetworkConfigurationPriority"),
+            NETWORK_CONFIGURATION_PRIORITY,
             DataType.SEQUENCE_LIST,
             rw,
             "0",
-            values=("0",),
+            values=SLOT_VALUES,
             # B10: the new connection order is used after the next reboot.
             reboot_required=True,
         ),
         _var(
             OCPP_COMM,
-            VariableKey("NetworkProfileConnectionAttempts"),
+            NETWORK_PROFILE_CONNECTION_ATTEMPTS,
             integer,
             rw,
             "3",
@@ -616,9 +630,17 @@ def standard_variables(
                 "RadioTimeTransmitter",
             ),
         ),
-        # SecurityProfile changes only through SetNetworkProfile (A05), not here.
+        # SecurityProfile changes only through SetNetworkProfile (A05), not here; it
+        # reports the profile of the connection in use (the configured one at start-up).
         _var(
-            SECURITY, SECURITY_PROFILE, integer, ro, str(security_profile), min_limit=0, max_limit=3
+            SECURITY,
+            SECURITY_PROFILE,
+            integer,
+            ro,
+            str(security_profile),
+            min_limit=0,
+            max_limit=3,
+            persistent=False,
         ),
         # A00/A01: 16..40 characters, write-only.
         _var(
@@ -631,10 +653,11 @@ def standard_variables(
             max_limit=40,
         ),
         _var(SECURITY, IDENTITY, string, ro, identity, max_limit=48),
-        _var(
-            SECURITY, VariableKey("OrganizationName"), string, rw, organization_name, max_limit=64
-        ),
-        _var(SECURITY, VariableKey("CertificateEntries"), integer, ro, "0", persistent=False),
+        _var(SECURITY, ORGANIZATION_NAME, string, rw, organization_name, max_limit=64),
+        _var(SECURITY, CERTIFICATE_ENTRIES, integer, ro, "0", persistent=False),
+        # A02/A03: waiting for CertificateSigned, then asking again.
+        _var(SECURITY, CERT_SIGNING_WAIT_MINIMUM, integer, rw, "60", unit="s", min_limit=1),
+        _var(SECURITY, CERT_SIGNING_REPEAT_TIMES, integer, rw, "3", min_limit=0),
         _var(
             SAMPLED_DATA,
             TX_UPDATED_MEASURANDS,
@@ -662,21 +685,33 @@ def standard_variables(
             values=SUPPORTED_MEASURANDS,
         ),
         _var(AUTH, ENABLED, boolean, rw, "true"),
-        _var(AUTH, VariableKey("AuthorizeRemoteStart"), boolean, rw, "false"),
-        _var(AUTH, VariableKey("LocalAuthorizeOffline"), boolean, rw, "true"),
-        _var(AUTH, VariableKey("LocalPreAuthorize"), boolean, rw, "false"),
-        _var(AUTH, VariableKey("OfflineTxForUnknownIdEnabled"), boolean, rw, "false"),
-        # No authorization cache and no local list yet: declared as not available.
-        _var(AUTH_CACHE, AVAILABLE, boolean, ro, "false", constant=True),
-        _var(AUTH_CACHE, ENABLED, boolean, ro, "false"),
-        _var(LOCAL_AUTH_LIST, AVAILABLE, boolean, ro, "false", constant=True),
-        _var(LOCAL_AUTH_LIST, ENABLED, boolean, ro, "false"),
+        _var(AUTH, AUTHORIZE_REMOTE_START, boolean, rw, "false"),
+        _var(AUTH, LOCAL_AUTHORIZE_OFFLINE, boolean, rw, "true"),
+        _var(AUTH, LOCAL_PRE_AUTHORIZE, boolean, rw, "false"),
+        _var(AUTH, OFFLINE_TX_FOR_UNKNOWN_ID, boolean, rw, "false"),
+        # C10-C12: the authorization cache (LRU, at most 1000 entries).
+        _var(AUTH_CACHE, AVAILABLE, boolean, ro, "true", constant=True),
+        _var(AUTH_CACHE, ENABLED, boolean, rw, "true"),
+        _var(AUTH_CACHE, LIFE_TIME, integer, rw, "86400", unit="s", min_limit=1),
+        _var(
+            AUTH_CACHE,
+            VariableKey("Policy"),
+            DataType.OPTION_LIST,
+            ro,
+            "LRU",
+            values=("LRU", "LFU", "FIFO", "CUSTOM"),
+            constant=True,
+        ),
+        # D01/D02: the local authorization list.
+        _var(LOCAL_AUTH_LIST, AVAILABLE, boolean, ro, "true", constant=True),
+        _var(LOCAL_AUTH_LIST, ENABLED, boolean, rw, "true"),
+        _var(LOCAL_AUTH_LIST, ENTRIES, integer, ro, "0", persistent=False),
         # Declared for the coming smart-charging / ISO 15118 / V2X work.
         _var(SMART_CHARGING, AVAILABLE, boolean, ro, "false"),
         _var(SMART_CHARGING, ENABLED, boolean, ro, "false"),
         _var(ISO15118, VariableKey("PnCEnabled"), boolean, ro, "false"),
         _var(ISO15118, VariableKey("ContractValidationOffline"), boolean, rw, "true"),
-        _var(ISO15118, VariableKey("SeccId"), string, ro, identity, max_limit=48),
+        _var(ISO15118, SECC_ID, string, ro, identity, max_limit=48),
         _var(CHARGING_STATION, AVAILABLE, boolean, ro, "true", persistent=False),
         _var(
             CHARGING_STATION,

@@ -52,7 +52,25 @@ from typing import Any, Protocol
 
 from chargepoint.errors import RemoteProtocolError
 from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.authorization import (
+    AuthCache,
+    AuthorizationResult,
+    LocalList,
+    decide_locally,
+)
 from chargepoint.ocpp.backoff import BackOffPolicy, RandomSource, ReconnectBackOff
+from chargepoint.ocpp.certificates import (
+    CHARGING_STATION_CERTIFICATE,
+    CSMS_ROOT,
+    ROOT_USES_V21,
+    ROOT_USES_V201,
+    V2G_CERTIFICATE,
+    V2G_CERTIFICATE_CHAIN,
+    CertificateHash,
+    CertificateStore,
+    NoCertificates,
+    Outcome,
+)
 from chargepoint.ocpp.device_model import (
     AttributeType,
     ComponentKey,
@@ -61,6 +79,7 @@ from chargepoint.ocpp.device_model import (
     ValueKey,
     VariableKey,
 )
+from chargepoint.ocpp.network import NetworkProfiles
 from chargepoint.ocpp.queue import (
     GaveUp,
     MessageKind,
@@ -93,6 +112,7 @@ from chargepoint.ocpp.station_io import (
     RemoteStop,
     ResetKind,
     ResetRequested,
+    SecurityEventOccurred,
     SessionEnded,
     SessionStarted,
     SetAvailability,
@@ -148,11 +168,18 @@ class Schemas(Protocol):
 # ------------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class OpenConnection:
-    """Connect; authenticate with Basic auth when ``basic_auth_password`` is set."""
+    """Connect; authenticate with Basic auth when ``basic_auth_password`` is set.
+
+    ``csms_url`` is ``None`` for the configured CSMS (configuration slot 0), else the
+    ocppCsmsUrl of the network connection profile in ``configuration_slot`` (B09/B10).
+    Security profile 3 connects with the station's client certificate (A00).
+    """
 
     basic_auth_password: str | None
     security_profile: int
     ping_interval_s: int
+    csms_url: str | None = None
+    configuration_slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +225,14 @@ class DeliverCommand:
     command: StationCommand
 
 
+@dataclass(frozen=True)
+class AuthorizationDone:
+    """The answer to :meth:`OcppStation.authorize` number ``ref``."""
+
+    ref: int
+    result: AuthorizationResult
+
+
 Action = (
     OpenConnection
     | CloseConnection
@@ -207,6 +242,7 @@ Action = (
     | StoreVariable
     | StoreState
     | DeliverCommand
+    | AuthorizationDone
 )
 
 
@@ -234,6 +270,15 @@ class _Outgoing:
     action: str
     payload: JsonObject
     requested_by_csms: bool = False
+    #: the authorization this Authorize is for
+    ref: int | None = None
+
+
+@dataclass(frozen=True)
+class _PendingAuthorization:
+    token: IdToken
+    #: F01/F02 with AuthorizeRemoteStart: what to deliver once the token is accepted
+    remote_start: RemoteStart | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +289,9 @@ class _InFlight:
     sent_at: float
     deadline: float
     seq: int | None = None
+    ref: int | None = None
+    #: the certificate type of a SignCertificate
+    certificate_use: str | None = None
 
 
 def format_timestamp(epoch_s: float) -> str:
@@ -285,6 +333,7 @@ class OcppStation:
         queued: tuple[QueuedMessage, ...] = (),
         stored_state: StoredState | None = None,
         queue_capacity: int = 1000,
+        certificates: CertificateStore | None = None,
     ) -> None:
         self.identity = identity
         self.model = model
@@ -315,6 +364,20 @@ class OcppStation:
         #: set when the link must be re-established once our CALL is answered
         self._reconnect_reason: str | None = None
         self._event_seq = 0
+        self._certs: CertificateStore = certificates or NoCertificates()
+        self._auth_cache = AuthCache(state.get("auth_cache"))
+        self._local_list = LocalList(state.get("local_list"))
+        self._authorizations: dict[int, _PendingAuthorization] = {}
+        self._next_ref = 1
+        #: certificate use -> (when to ask again, attempts so far) while a CSR is open
+        self._signing: dict[str, tuple[float | None, int]] = {}
+        self._update(dm.LOCAL_AUTH_LIST, dm.ENTRIES, str(len(self._local_list)))
+        self._network = NetworkProfiles(
+            configured_profile=model.int_value(dm.SECURITY, dm.SECURITY_PROFILE),
+            priority=model.list_value(dm.OCPP_COMM, dm.NETWORK_CONFIGURATION_PRIORITY),
+            persisted=state.get("network"),
+        )
+        self._refresh_certificate_entries()
         self._handlers: dict[str, Callable[[Call, float, int], JsonObject | CallError]] = {
             "GetVariables": self._on_get_variables,
             "SetVariables": self._on_set_variables,
@@ -327,6 +390,14 @@ class OcppStation:
             "RequestStartTransaction": self._on_request_start,
             "RequestStopTransaction": self._on_request_stop,
             "UnlockConnector": self._on_unlock_connector,
+            "InstallCertificate": self._on_install_certificate,
+            "GetInstalledCertificateIds": self._on_get_installed_certificate_ids,
+            "DeleteCertificate": self._on_delete_certificate,
+            "CertificateSigned": self._on_certificate_signed,
+            "SetNetworkProfile": self._on_set_network_profile,
+            "SendLocalList": self._on_send_local_list,
+            "GetLocalListVersion": self._on_get_local_list_version,
+            "GetTransactionStatus": self._on_get_transaction_status,
         }
 
     # ============================================================== outputs
@@ -353,6 +424,7 @@ class OcppStation:
             heartbeat_at = self._heartbeat_due()
             if heartbeat_at is not None:
                 candidates.append(heartbeat_at)
+            candidates += [due for due, _ in self._signing.values() if due is not None]
         return min(candidates) if candidates else None
 
     def utc_now(self, now: float) -> str:
@@ -373,6 +445,19 @@ class OcppStation:
         self.version = version
         self._backoff.reset()
         self._last_exchange = now
+        profile = self._network.current()
+        before = self.model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+        if self._network.connected():
+            self._actions.append(StoreState("network", self._network.snapshot()))
+        if profile.security_profile != before:
+            # A05: the security profile in use changed; SecurityProfile reports it.
+            self._update(dm.SECURITY, dm.SECURITY_PROFILE, str(profile.security_profile))
+            self.security_event(
+                now,
+                "ReconfigurationOfSecurityParameters",
+                f"security profile {before} -> {profile.security_profile} "
+                f"(configuration slot {profile.slot})",
+            )
         if self.registration is Registration.ACCEPTED:
             # B01: BootNotification once per boot, not after a mere reconnect;
             # report the connector states that changed while offline.
@@ -381,8 +466,21 @@ class OcppStation:
             self._boot_due = now  # B01: BootNotification first
         self._pump(now)
 
-    def connection_failed(self, now: float, reason: str) -> None:
+    def connection_failed(self, now: float, reason: str, security_event: str | None = None) -> None:
+        """``security_event``: a SecurityEventNotification type to report once
+        connected (e.g. InvalidCsmsCertificate, InvalidTLSVersion; A00)."""
         logger.info("connection attempt failed: %s", reason)
+        if security_event is not None:
+            self.security_event(now, security_event, reason)
+        attempts = self.model.int_value(dm.OCPP_COMM, dm.NETWORK_PROFILE_CONNECTION_ATTEMPTS)
+        following = self._network.failed(attempts)
+        if following is not None:
+            # B10/A05: after NetworkProfileConnectionAttempts failures, the next slot.
+            logger.warning(
+                "moving on to configuration slot %d (security profile %d)",
+                following.slot,
+                following.security_profile,
+            )
         self._go_offline(now)
 
     def connection_lost(self, now: float, reason: str) -> None:
@@ -403,7 +501,12 @@ class OcppStation:
             self._boot_due = None  # resent first thing on the next connection
         # A queued message in flight stays at the head with its attempt count:
         # losing the connection is not a failure of the CSMS to process it.
+        refs = [o.ref for o in self._outbox if o.ref is not None]
+        if inflight is not None and inflight.ref is not None:
+            refs.append(inflight.ref)
         self._outbox.clear()
+        for ref in refs:
+            self._authorize_offline(ref, now)  # C12/C15: decide without the CSMS
         if deliberate:
             self._backoff.reset()
             self._connect_due = now
@@ -425,13 +528,16 @@ class OcppStation:
         if self.link is Link.OFFLINE and self._connect_due is not None and now >= self._connect_due:
             self._connect_due = None
             self.link = Link.CONNECTING
-            profile = self.model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+            slot = self._network.current()
             password = self.model.value(dm.SECURITY, dm.BASIC_AUTH_PASSWORD)
             self._actions.append(
                 OpenConnection(
-                    basic_auth_password=password if profile in (1, 2) else None,
-                    security_profile=profile,
+                    # A00: Basic auth with profiles 1 and 2; profile 3 uses the client cert.
+                    basic_auth_password=password if slot.security_profile in (1, 2) else None,
+                    security_profile=slot.security_profile,
                     ping_interval_s=self.model.int_value(dm.OCPP_COMM, dm.WEBSOCKET_PING_INTERVAL),
+                    csms_url=slot.csms_url,
+                    configuration_slot=slot.slot,
                 )
             )
             return
@@ -446,6 +552,7 @@ class OcppStation:
         heartbeat_at = self._heartbeat_due()
         if heartbeat_at is not None and now >= heartbeat_at:
             self._outbox.append(_Outgoing("Heartbeat", {}))
+        self._retry_certificate_signing(now)
         self._pump(now)
 
     def _heartbeat_due(self) -> float | None:
@@ -533,12 +640,17 @@ class OcppStation:
             self._call_failed(inflight, now)
             return
         if inflight.source is _Source.QUEUE and inflight.seq is not None:
+            self._cache_from_transaction_event(inflight.seq, frame.payload, now)
             self._queue.acknowledge(inflight.seq)
             self._actions.append(DeleteQueued(inflight.seq))
         if inflight.action == "BootNotification":
             self._on_boot_response(frame.payload, inflight, now)
         elif inflight.action == "Heartbeat":
             self._sync_clock(frame.payload["currentTime"], inflight.sent_at, now)
+        elif inflight.action == "Authorize" and inflight.ref is not None:
+            self._on_authorize_response(inflight.ref, frame.payload, now)
+        elif inflight.action == "SignCertificate" and inflight.certificate_use is not None:
+            self._on_sign_certificate_response(inflight.certificate_use, frame.payload, now)
 
     def _call_failed(self, inflight: _InFlight, now: float) -> None:
         if inflight.source is _Source.BOOT:
@@ -559,6 +671,8 @@ class OcppStation:
                 self._actions.append(DeleteQueued(inflight.seq))
             else:
                 self._actions.append(StoreQueued(result.message))
+        elif inflight.ref is not None:
+            self._authorize_offline(inflight.ref, now)  # no answer: the offline policy
         else:
             logger.warning("dropping %s: the CSMS did not process it", inflight.action)
 
@@ -634,7 +748,9 @@ class OcppStation:
         for outgoing in self._outbox:
             if self._may_send(outgoing):
                 self._outbox.remove(outgoing)
-                self._call(outgoing.action, outgoing.payload, _Source.VOLATILE, now)
+                self._call(
+                    outgoing.action, outgoing.payload, _Source.VOLATILE, now, ref=outgoing.ref
+                )
                 return
         if self.registration is Registration.ACCEPTED:
             head = self._queue.ready(now)
@@ -642,7 +758,14 @@ class OcppStation:
                 self._call(head.action, head.payload, _Source.QUEUE, now, head.seq)
 
     def _call(
-        self, action: str, payload: JsonObject, source: _Source, now: float, seq: int | None = None
+        self,
+        action: str,
+        payload: JsonObject,
+        source: _Source,
+        now: float,
+        seq: int | None = None,
+        *,
+        ref: int | None = None,
     ) -> None:
         problem = self._schemas.check(self.version, action, payload, request=True, own=True)
         if problem is not None:
@@ -651,11 +774,14 @@ class OcppStation:
             if seq is not None:
                 self._queue.acknowledge(seq)
                 self._actions.append(DeleteQueued(seq))
+            if ref is not None:
+                self._authorize_offline(ref, now)
             self._pump(now)
             return
         unique_id = self._new_id()
         timeout = self.model.int_value(dm.OCPP_COMM, dm.MESSAGE_TIMEOUT)
-        self._inflight = _InFlight(unique_id, action, source, now, now + timeout, seq)
+        use = payload.get("certificateType") if action == "SignCertificate" else None
+        self._inflight = _InFlight(unique_id, action, source, now, now + timeout, seq, ref, use)
         self._last_exchange = now
         self._send(Call(unique_id, action, payload), f"CALL {action}")
 
@@ -703,6 +829,8 @@ class OcppStation:
                 self._on_session_ended(event, now)
             case FaultRaised() | FaultCleared():
                 self._on_fault(event, now)
+            case SecurityEventOccurred(kind=kind, tech_info=tech_info):
+                self.security_event(now, kind, tech_info)
         self._pump(now)
 
     def _online(self) -> bool:
@@ -718,14 +846,37 @@ class OcppStation:
         if key not in self._status:
             logger.error("runtime reported unknown connector %s: ignored", key)
             return
+        changed = self._status[key] is not event.status
         self._status[key] = event.status
-        self._update(
-            ComponentKey("Connector", evse_id=event.evse_id, connector_id=event.connector_id),
-            dm.AVAILABILITY_STATE,
-            event.status.value,
+        connector = ComponentKey(
+            "Connector", evse_id=event.evse_id, connector_id=event.connector_id
         )
+        self._update(connector, dm.AVAILABILITY_STATE, event.status.value)
         if self._online():
             self._resync_status(now)
+            if changed and self.version is ProtocolVersion.V21:
+                # OCPP 2.1: StatusNotification is deprecated in favour of device-model
+                # events; report the change both ways (Connector.AvailabilityState, Delta).
+                self._event_seq += 1
+                data: JsonObject = {
+                    "eventId": self._event_seq,
+                    "timestamp": self.utc_now(now),
+                    "trigger": "Delta",
+                    "actualValue": event.status.value,
+                    "eventNotificationType": "HardWiredNotification",
+                    "component": connector.to_json(),
+                    "variable": dm.AVAILABILITY_STATE.to_json(),
+                }
+                self._enqueue(
+                    "NotifyEvent",
+                    {
+                        "generatedAt": self.utc_now(now),
+                        "seqNo": 0,
+                        "tbc": False,
+                        "eventData": [data],
+                    },
+                    None,
+                )
 
     def _resync_status(self, now: float, *, everything: bool = False) -> None:
         """G01: a StatusNotification per connector whose state the CSMS does not know."""
@@ -903,6 +1054,9 @@ class OcppStation:
                     # A01: reconnect with the new password once the answer is out
                     # and our own outstanding CALL, if any, has been answered.
                     self._reconnect_reason = "new BasicAuthPassword"
+                    self.security_event(
+                        now, "ReconfigurationOfSecurityParameters", "BasicAuthPassword changed"
+                    )
             result: JsonObject = {
                 "attributeStatus": outcome.status.value,
                 "attributeType": attribute.value,
@@ -1028,6 +1182,15 @@ class OcppStation:
             if sample is None or self._transactions.on_evse(sample.evse_id) is None:
                 return {"status": "Rejected"}
             self._on_meter_sample(sample, now, "Trigger")
+        elif requested in ("SignChargingStationCertificate", "SignV2GCertificate"):
+            use = (
+                CHARGING_STATION_CERTIFICATE
+                if requested == "SignChargingStationCertificate"
+                else V2G_CERTIFICATE
+            )
+            if not self._request_certificate(use):
+                return {"status": "Rejected"}
+            self._signing[use] = (None, 0)
         else:
             return {"status": "NotImplemented"}
         # F06: the answer goes out before the triggered message (ordering of actions).
@@ -1040,6 +1203,8 @@ class OcppStation:
     def _on_clear_cache(self, call: Call, now: float, size: int) -> JsonObject:
         # C11: without an enabled authorization cache the request is Rejected.
         if self.model.bool_value(dm.AUTH_CACHE, dm.ENABLED):
+            self._auth_cache.clear()
+            self._actions.append(StoreState("auth_cache", self._auth_cache.snapshot()))
             return {"status": "Accepted"}
         return {"status": "Rejected"}
 
@@ -1050,13 +1215,14 @@ class OcppStation:
         if self.registration is not Registration.ACCEPTED:
             return {"status": "Rejected"}  # B02: no transactions before Accepted
         token = call.payload["idToken"]
-        self._actions.append(
-            DeliverCommand(
-                RemoteStart(
-                    evse_id, IdToken(token["idToken"], token["type"]), call.payload["remoteStartId"]
-                )
-            )
-        )
+        id_token = IdToken(token["idToken"], token["type"])
+        command = RemoteStart(evse_id, id_token, call.payload["remoteStartId"])
+        if self.model.bool_value(dm.AUTH, dm.AUTHORIZE_REMOTE_START):
+            # F02: authorize the idToken first; the runtime hears of the start only
+            # once it is Accepted.  The Authorize goes out after this answer.
+            self._start_authorization(now, _PendingAuthorization(id_token, command))
+        else:
+            self._actions.append(DeliverCommand(command))  # F01
         return {"status": "Accepted"}
 
     def _on_request_stop(self, call: Call, now: float, size: int) -> JsonObject:
@@ -1074,3 +1240,319 @@ class OcppStation:
             return {"status": "OngoingAuthorizedTransaction"}  # F05
         self._actions.append(DeliverCommand(UnlockConnector(*key)))
         return {"status": "Unlocked"}
+
+    # ================================================ certificates (A02-A03, M)
+    def _refresh_certificate_entries(self) -> None:
+        self.model.update(dm.SECURITY, dm.CERTIFICATE_ENTRIES, str(len(self._certs.installed())))
+
+    @staticmethod
+    def _status_info(outcome: Outcome, code: str) -> JsonObject:
+        info: JsonObject = {"reasonCode": code}
+        if outcome.reason:
+            info["additionalInfo"] = outcome.reason[:512]
+        return info
+
+    def _on_install_certificate(self, call: Call, now: float, size: int) -> JsonObject:
+        use = call.payload["certificateType"]
+        allowed = ROOT_USES_V21 if self.version is ProtocolVersion.V21 else ROOT_USES_V201
+        if use not in allowed:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownType"}}
+        outcome = self._certs.install_root(use, call.payload["certificate"])
+        if outcome.ok:
+            self._refresh_certificate_entries()
+            return {"status": "Accepted"}
+        # M05: Rejected for a certificate that is not acceptable, Failed for storage.
+        logger.warning("InstallCertificate %s refused: %s", use, outcome.reason)
+        if outcome.failed:
+            return {"status": "Failed", "statusInfo": self._status_info(outcome, "StorageFailed")}
+        return {
+            "status": "Rejected",
+            "statusInfo": self._status_info(outcome, "InvalidCertificate"),
+        }
+
+    def _on_get_installed_certificate_ids(self, call: Call, now: float, size: int) -> JsonObject:
+        wanted = call.payload.get("certificateType")
+        known = ROOT_USES_V21 if self.version is ProtocolVersion.V21 else ROOT_USES_V201
+        entries = [
+            c
+            for c in self._certs.installed()
+            if (c.use in known or c.use == V2G_CERTIFICATE_CHAIN)
+            and (not wanted or c.use in wanted)
+        ]
+        if not entries:
+            return {"status": "NotFound"}  # M03
+        return {
+            "status": "Accepted",
+            "certificateHashDataChain": [
+                {"certificateType": c.use, "certificateHashData": c.hash.to_json()} for c in entries
+            ],
+        }
+
+    def _on_delete_certificate(self, call: Call, now: float, size: int) -> JsonObject:
+        target = CertificateHash.from_json(call.payload["certificateHashData"])
+        installed = self._certs.installed()
+        entry = next((c for c in installed if c.hash == target), None)
+        if entry is None:
+            return {"status": "NotFound"}  # M04
+        csms_roots = sum(1 for c in installed if c.use == CSMS_ROOT)
+        profile = self.model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+        if entry.use == CSMS_ROOT and csms_roots == 1 and profile >= 2:
+            # M04: deleting the only CSMSRootCertificate would leave a TLS station
+            # unable to verify its CSMS, i.e. unable to ever reconnect.
+            logger.warning("refusing to delete the last CSMSRootCertificate")
+            return {"status": "Failed", "statusInfo": {"reasonCode": "LastCsmsRoot"}}
+        outcome = self._certs.delete(target)
+        if not outcome.ok:
+            return {"status": "Failed", "statusInfo": self._status_info(outcome, "DeleteFailed")}
+        self._refresh_certificate_entries()
+        return {"status": "Accepted"}
+
+    def _request_certificate(self, use: str) -> bool:
+        """A02/A03: a new key pair and a SignCertificate with its CSR."""
+        if use == V2G_CERTIFICATE:
+            common_name = self.model.value(dm.ISO15118, dm.SECC_ID) or ""
+        else:
+            common_name = self.model.value(dm.SECURITY, dm.IDENTITY) or ""
+        organization = self.model.value(dm.SECURITY, dm.ORGANIZATION_NAME) or ""
+        csr = self._certs.create_csr(use, common_name, organization)
+        if not csr:
+            return False
+        self._enqueue(
+            "SignCertificate",
+            {"csr": csr, "certificateType": use},
+            None,
+            requested_by_csms=True,
+        )
+        return True
+
+    def _on_certificate_signed(self, call: Call, now: float, size: int) -> JsonObject:
+        use = call.payload.get("certificateType", CHARGING_STATION_CERTIFICATE)
+        outcome = self._certs.accept_signed(use, call.payload["certificateChain"])
+        if outcome.ok:
+            # A02: the new certificate is used from the next connection on.
+            self._signing.pop(use, None)
+            return {"status": "Accepted"}
+        logger.warning("CertificateSigned %s rejected: %s", use, outcome.reason)
+        # A02/A03: a rejected certificate is a security event.
+        self.security_event(now, "InvalidChargingStationCertificate", outcome.reason)
+        return {
+            "status": "Rejected",
+            "statusInfo": self._status_info(outcome, "InvalidCertificate"),
+        }
+
+    # ====================================================== security events
+    def security_event(self, now: float, kind: str, tech_info: str = "") -> None:
+        """A04: queue a SecurityEventNotification (sent once connected and Accepted).
+
+        An event of the same type that is still waiting is not repeated (a CSMS
+        that keeps failing TLS must not fill the queue)."""
+        waiting = self._queue.messages()
+        if self._inflight is not None and self._inflight.source is _Source.QUEUE:
+            waiting = waiting[1:]  # already on its way: a new failure deserves a new event
+        if any(
+            m.action == "SecurityEventNotification" and m.payload["type"] == kind for m in waiting
+        ):
+            return
+        payload: JsonObject = {"type": kind[:50], "timestamp": self.utc_now(now)}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self._enqueue("SecurityEventNotification", payload, MessageKind.OTHER)
+
+    # ==================================================== network profiles (B09)
+    def _on_set_network_profile(self, call: Call, now: float, size: int) -> JsonObject:
+        slot = call.payload["configurationSlot"]
+        data = call.payload["connectionData"]
+        current = self.model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+        if data["securityProfile"] == 3 and not self._certs.has_station_certificate():
+            # A05: no upgrade to profile 3 without a ChargingStationCertificate.
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NoCertificate"}}
+        problem = self._network.set_profile(slot, data, current)
+        if problem is not None:
+            logger.warning("SetNetworkProfile slot %s refused: %s", slot, problem)
+            return {"status": "Rejected", "statusInfo": {"reasonCode": problem}}
+        self._actions.append(StoreState("network", self._network.snapshot()))
+        logger.info(
+            "network profile stored in slot %d: %s, security profile %d",
+            slot,
+            data["ocppCsmsUrl"],
+            data["securityProfile"],
+        )
+        return {"status": "Accepted"}
+
+    # ======================================================= authorization (C)
+    def authorize(self, now: float, token: IdToken) -> int:
+        """C01: authorize ``token``; the answer comes as :class:`AuthorizationDone`
+        with the returned ``ref`` (possibly among the actions of this very call)."""
+        ref = self._start_authorization(now, _PendingAuthorization(token))
+        self._pump(now)
+        return ref
+
+    def _start_authorization(self, now: float, pending: _PendingAuthorization) -> int:
+        ref, self._next_ref = self._next_ref, self._next_ref + 1
+        self._authorizations[ref] = pending
+        if not self.model.bool_value(dm.AUTH, dm.ENABLED):
+            # AuthCtrlr.Enabled = false: no authorization is needed.
+            self._resolve(ref, AuthorizationResult("Accepted", "Disabled"))
+            return ref
+        if not self._online():
+            self._authorize_offline(ref, now)
+            return ref
+        if self.model.bool_value(dm.AUTH, dm.LOCAL_PRE_AUTHORIZE):
+            # C13/C14: a token the list or the cache accepts starts at once.
+            local = self._local_decision(pending.token, now, accepted_only=True)
+            if local is not None:
+                self._resolve(ref, local)
+                return ref
+        payload: JsonObject = {
+            "idToken": {"idToken": pending.token.id_token, "type": pending.token.kind}
+        }
+        self._outbox.append(_Outgoing("Authorize", payload, ref=ref))
+        return ref
+
+    def _local_list_enabled(self) -> bool:
+        return self.model.bool_value(dm.LOCAL_AUTH_LIST, dm.ENABLED)
+
+    def _cache_enabled(self) -> bool:
+        return self.model.bool_value(dm.AUTH_CACHE, dm.ENABLED)
+
+    def _local_decision(
+        self, token: IdToken, now: float, *, accepted_only: bool
+    ) -> AuthorizationResult | None:
+        result = decide_locally(
+            token,
+            local_list=self._local_list if self._local_list_enabled() else None,
+            cache=self._auth_cache if self._cache_enabled() else None,
+            utc=now + self.utc_offset_s,
+            local_authorize_offline=True,
+            offline_tx_for_unknown=False,
+        )
+        if result.source == "Refused" or (accepted_only and not result.accepted):
+            return None
+        return result
+
+    def _authorize_offline(self, ref: int, now: float) -> None:
+        pending = self._authorizations.get(ref)
+        if pending is None:
+            return
+        result = decide_locally(
+            pending.token,
+            local_list=self._local_list if self._local_list_enabled() else None,
+            cache=self._auth_cache if self._cache_enabled() else None,
+            utc=now + self.utc_offset_s,
+            local_authorize_offline=self.model.bool_value(dm.AUTH, dm.LOCAL_AUTHORIZE_OFFLINE),
+            offline_tx_for_unknown=self.model.bool_value(dm.AUTH, dm.OFFLINE_TX_FOR_UNKNOWN_ID),
+        )
+        logger.info(
+            "authorized %s without the CSMS: %s (%s)",
+            pending.token.kind,
+            result.status,
+            result.source,
+        )
+        self._resolve(ref, result)
+
+    def _resolve(self, ref: int, result: AuthorizationResult) -> None:
+        pending = self._authorizations.pop(ref, None)
+        if pending is None:
+            return
+        if pending.remote_start is None:
+            self._actions.append(AuthorizationDone(ref, result))
+        elif result.accepted:
+            self._actions.append(DeliverCommand(pending.remote_start))
+        else:
+            logger.warning(
+                "remote start %d not carried out: idToken %s (%s)",
+                pending.remote_start.remote_start_id,
+                result.status,
+                result.source,
+            )
+
+    def _remember(self, token: IdToken, info: JsonObject, now: float) -> None:
+        """C10: keep the CSMS's IdTokenInfo; tokens of the local list are not cached."""
+        if not self._cache_enabled() or self._local_list.lookup(token) is not None:
+            return
+        expiry = None
+        if "cacheExpiryDateTime" in info:
+            try:
+                expiry = parse_timestamp(info["cacheExpiryDateTime"])
+            except RemoteProtocolError as exc:
+                logger.warning("ignoring cacheExpiryDateTime: %s", exc)
+        lifetime = self.model.int_value(dm.AUTH_CACHE, dm.LIFE_TIME)
+        self._auth_cache.store(token, info, now + self.utc_offset_s, lifetime, expiry)
+        self._actions.append(StoreState("auth_cache", self._auth_cache.snapshot()))
+
+    def _on_authorize_response(self, ref: int, payload: JsonObject, now: float) -> None:
+        pending = self._authorizations.get(ref)
+        if pending is None:
+            return
+        info = payload["idTokenInfo"]
+        self._remember(pending.token, info, now)
+        allowed = tuple(payload.get("allowedEnergyTransfer", ()))
+        self._resolve(ref, AuthorizationResult(info["status"], "CSMS", info, allowed))
+
+    def _cache_from_transaction_event(self, seq: int, answer: JsonObject, now: float) -> None:
+        """C10: a TransactionEventResponse's idTokenInfo updates the cache too."""
+        info = answer.get("idTokenInfo")
+        if info is None:
+            return
+        message = next((m for m in self._queue.messages() if m.seq == seq), None)
+        token = message.payload.get("idToken") if message is not None else None
+        if token is not None:
+            self._remember(IdToken(token["idToken"], token["type"]), info, now)
+
+    def _on_send_local_list(self, call: Call, now: float, size: int) -> JsonObject:
+        if not self._local_list_enabled():
+            return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled"}}
+        entries = call.payload.get("localAuthorizationList", [])
+        full = call.payload["updateType"] == "Full"
+        status = self._local_list.update(call.payload["versionNumber"], full, entries)
+        if status == "Accepted":
+            self._actions.append(StoreState("local_list", self._local_list.snapshot()))
+            self._update(dm.LOCAL_AUTH_LIST, dm.ENTRIES, str(len(self._local_list)))
+        return {"status": status}  # D01
+
+    def _on_get_local_list_version(self, call: Call, now: float, size: int) -> JsonObject:
+        return {"versionNumber": self._local_list.version}  # D02
+
+    def _on_get_transaction_status(self, call: Call, now: float, size: int) -> JsonObject:
+        # E14: are messages of (this) transaction still queued; is it ongoing.
+        transaction_id = call.payload.get("transactionId")
+        queued = any(
+            m.action == "TransactionEvent"
+            and (
+                transaction_id is None
+                or m.payload["transactionInfo"]["transactionId"] == transaction_id
+            )
+            for m in self._queue.messages()
+        )
+        result: JsonObject = {"messagesInQueue": queued}
+        if transaction_id is not None:
+            result["ongoingIndicator"] = self._transactions.by_id(transaction_id) is not None
+        return result
+
+    def _on_sign_certificate_response(self, use: str, payload: JsonObject, now: float) -> None:
+        """A02/A03: Accepted means a CertificateSigned will follow; if it does not come
+        within CertSigningWaitMinimum (doubled on each attempt), a new CSR goes out,
+        at most CertSigningRepeatTimes times."""
+        status = payload["status"]
+        if status != "Accepted":
+            logger.warning("CSMS answered SignCertificate %s for %s", status, use)
+            self._signing.pop(use, None)
+            return
+        _, attempts = self._signing.get(use, (None, 0))
+        wait = self.model.int_value(dm.SECURITY, dm.CERT_SIGNING_WAIT_MINIMUM) * 2**attempts
+        self._signing[use] = (now + wait, attempts)
+
+    def _retry_certificate_signing(self, now: float) -> None:
+        for use, (due, attempts) in list(self._signing.items()):
+            if due is None or now < due:
+                continue
+            if attempts >= self.model.int_value(dm.SECURITY, dm.CERT_SIGNING_REPEAT_TIMES):
+                logger.error(
+                    "no CertificateSigned for %s after %d CSRs: giving up", use, attempts + 1
+                )
+                del self._signing[use]
+                continue
+            logger.warning("no CertificateSigned for %s yet: sending a new CSR", use)
+            self._signing[use] = (None, attempts + 1)
+            if not self._request_certificate(use):
+                del self._signing[use]

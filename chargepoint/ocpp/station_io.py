@@ -109,6 +109,15 @@ class FaultCleared:
     code: str
 
 
+@dataclass(frozen=True)
+class SecurityEventOccurred:
+    """A04: a security event the runtime noticed, e.g. ``TamperDetectionActivated``,
+    ``StartupOfTheDevice``, ``ResetOrReboot`` (SecurityEventEnumType values)."""
+
+    kind: str
+    tech_info: str = ""
+
+
 StationEvent = (
     ConnectorStatusChanged
     | MeterSample
@@ -116,6 +125,7 @@ StationEvent = (
     | SessionEnded
     | FaultRaised
     | FaultCleared
+    | SecurityEventOccurred
 )
 
 

@@ -14,6 +14,7 @@ import json
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from ocpp.routing import on
@@ -90,6 +91,19 @@ class _Handlers:
     def on_notify_event(self, **kwargs: Any) -> Any:
         return self._result("NotifyEvent")()
 
+    @on("SecurityEventNotification")
+    def on_security_event(self, **kwargs: Any) -> Any:
+        return self._result("SecurityEventNotification")()
+
+    @on("SignCertificate")
+    def on_sign_certificate(self, **kwargs: Any) -> Any:
+        return self._result("SignCertificate")(status="Accepted")
+
+    @on("Authorize")
+    def on_authorize(self, **kwargs: Any) -> Any:
+        status = self.csms.authorize_answers.get(kwargs["id_token"]["id_token"], "Invalid")
+        return self._result("Authorize")(id_token_info={"status": status})
+
     def _result(self, action: str) -> Any:
         module: Any = self._call_result  # type: ignore[attr-defined]
         return getattr(module, action)
@@ -117,6 +131,10 @@ class Csms:
         self.tls = tls
         self.boot_answer = boot_answer
         self.fail_transaction_events = False
+        #: answer the WebSocket handshake with this HTTP status (e.g. 401) instead
+        self.refuse_with: HTTPStatus | None = None
+        #: idToken -> AuthorizationStatus the CSMS answers (Invalid otherwise)
+        self.authorize_answers: dict[str, str] = {}
         self.frames: list[tuple[str, Any]] = []
         self.requests: list[Request] = []
         self.boots = 0
@@ -155,6 +173,8 @@ class Csms:
     def _record(self, connection: ServerConnection, request: Request) -> Response | None:
         self.requests.append(request)
         self._changed.set()
+        if self.refuse_with is not None:
+            return connection.respond(self.refuse_with, "refused by the test CSMS\n")
         return None
 
     def record(self, direction: str, frame: Any) -> None:

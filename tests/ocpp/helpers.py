@@ -9,6 +9,7 @@ from typing import Any
 
 from chargepoint.adapters.ocpp_client import OcppSchemas
 from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.certificates import CertificateStore
 from chargepoint.ocpp.device_model import DeviceModel, ValueKey
 from chargepoint.ocpp.queue import QueuedMessage
 from chargepoint.ocpp.rpc import ProtocolVersion
@@ -69,6 +70,7 @@ class Harness:
         seed: int = 1,
         overrides: dict[str, str] | None = None,
         capacity: int = 1000,
+        certificates: CertificateStore | None = None,
     ) -> None:
         self.now = 1000.0
         self.store = store or FakeStore()
@@ -95,6 +97,7 @@ class Harness:
             queued=tuple(sorted(self.store.queue.values(), key=lambda m: m.seq)),
             stored_state=self.store.state,
             queue_capacity=capacity,
+            certificates=certificates,
         )
         self.sent: list[Any] = []
         #: (time sent, frame) for every frame the station sent
@@ -188,6 +191,9 @@ def minimal_result(action: str) -> dict[str, Any]:
         "StatusNotification": {},
         "NotifyReport": {},
         "NotifyEvent": {},
+        "SecurityEventNotification": {},
+        "SignCertificate": {"status": "Accepted"},
+        "Authorize": {"idTokenInfo": {"status": "Accepted"}},
         "BootNotification": boot_result(),
     }[action]
 

@@ -9,6 +9,9 @@ ROOT = Path(__file__).parents[2] / "chargepoint"
 FORBIDDEN_IN_CORE = {
     "asyncio",
     "socket",
+    "ssl",
+    "os",
+    "cryptography",
     "sqlite3",
     "websockets",
     "ocpp",

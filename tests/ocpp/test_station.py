@@ -26,6 +26,7 @@ from chargepoint.ocpp.station_io import (
     RemoteStart,
     ResetKind,
     ResetRequested,
+    SecurityEventOccurred,
     SessionEnded,
     SessionStarted,
     SetAvailability,
@@ -286,7 +287,7 @@ def test_every_call_gets_one_answer() -> None:
         "f",
         {"status": "UnknownVendorId"},
     ]
-    assert h.receive([2, "g", "ClearCache", {}])[0] == [3, "g", {"status": "Rejected"}]
+    assert h.receive([2, "g", "ClearCache", {}])[0] == [3, "g", {"status": "Accepted"}]
 
 
 def test_trigger_message_is_answered_before_the_triggered_message() -> None:
@@ -596,3 +597,33 @@ def test_network_priority_needs_a_reboot() -> None:
         ]
     )[0]
     assert reply[2]["setVariableResult"][0]["attributeStatus"] == "RebootRequired"
+
+
+def test_ocpp_21_also_reports_connector_changes_as_notify_event() -> None:
+    h = Harness()
+    frames = h.connect(ProtocolVersion.V21)
+    h.answer_all(h.reply(frames[-1], boot_result()))
+    h.station.station_event(h.now, ConnectorStatusChanged(1, 1, ConnectorStatus.OCCUPIED))
+    frames = h.answer_all(h.drain())
+    assert [f[2] for f in calls(frames)] == ["StatusNotification", "NotifyEvent"]
+    [data] = calls(frames, "NotifyEvent")[0][3]["eventData"]
+    assert (data["trigger"], data["actualValue"]) == ("Delta", "Occupied")
+    assert data["component"] == {"name": "Connector", "evse": {"id": 1, "connectorId": 1}}
+    assert data["variable"] == {"name": "AvailabilityState"}
+    # 2.0.1: StatusNotification only
+    h201 = Harness()
+    h201.answer_all(h201.boot())
+    h201.station.station_event(h201.now, ConnectorStatusChanged(1, 1, ConnectorStatus.OCCUPIED))
+    assert [f[2] for f in calls(h201.answer_all(h201.drain()))] == ["StatusNotification"]
+
+
+def test_runtime_security_events_are_sent_durably() -> None:
+    h = Harness()
+    h.station.start(h.now)
+    h.started = True
+    h.station.station_event(h.now, SecurityEventOccurred("TamperDetectionActivated", "lid"))
+    h.drain()
+    assert [m.action for m in h.store.queue.values()] == ["SecurityEventNotification"]
+    frames = h.answer_all(h.boot())
+    [event] = calls(frames, "SecurityEventNotification")
+    assert (event[3]["type"], event[3]["techInfo"]) == ("TamperDetectionActivated", "lid")
