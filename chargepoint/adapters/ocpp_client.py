@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -51,7 +52,8 @@ from websockets.typing import Subprotocol
 from chargepoint.errors import ChargepointError, ConfigError
 from chargepoint.ocpp.authorization import AuthorizationResult
 from chargepoint.ocpp.certificates import CSMS_ROOT
-from chargepoint.ocpp.device_model import DeviceModel, standard_variables
+from chargepoint.ocpp.device_model import DeviceModel, ValueKey, standard_variables
+from chargepoint.ocpp.queue import QueuedMessage
 from chargepoint.ocpp.rpc import ErrorCode, JsonObject, MessageType, ProtocolVersion
 from chargepoint.ocpp.station import (
     Action,
@@ -76,9 +78,12 @@ from .ocpp_security import (
     client_tls_context,
     describe_tls_failure,
 )
-from .ocpp_store import OcppStore
+from .ocpp_store import OcppStore, StoreWorker
 
 logger = logging.getLogger(__name__)
+
+# What the durable store holds at start: variables, queued messages, core state.
+_Saved = tuple[dict[ValueKey, str], tuple[QueuedMessage, ...], dict[str, dict[str, Any]]]
 
 
 class OcppClientStoppedError(ChargepointError):
@@ -305,8 +310,11 @@ class OcppClient:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        with OcppStore(self.settings.state_file) as store:
-            station = self._build_station(store, time.time() - loop.time())
+        async with StoreWorker(self.settings.state_file) as store:
+            saved = await store.run(
+                lambda db: (db.load_variables(), db.load_queue(), db.load_state())
+            )
+            station = self._build_station(saved, time.time() - loop.time())
             self.station = station
             station.start(loop.time())
             async with asyncio.TaskGroup() as group:
@@ -344,7 +352,8 @@ class OcppClient:
                             )
 
     # --------------------------------------------------------------- internals
-    def _build_station(self, store: OcppStore, utc_offset_s: float) -> OcppStation:
+    def _build_station(self, saved: _Saved, utc_offset_s: float) -> OcppStation:
+        variables, queued, stored_state = saved
         s = self.settings
         specs = standard_variables(
             identity=s.identity,
@@ -356,13 +365,13 @@ class OcppClient:
         )
         return OcppStation(
             identity=s.station,
-            model=DeviceModel(specs, store.load_variables()),
+            model=DeviceModel(specs, variables),
             schemas=OcppSchemas(validate_own=s.validate_own_messages),
             rng=self._rng,
             new_id=lambda: str(uuid.uuid4()),
             utc_offset_s=utc_offset_s,
-            queued=store.load_queue(),
-            stored_state=store.load_state(),
+            queued=queued,
+            stored_state=stored_state,
             queue_capacity=s.queue_capacity,
             certificates=self.certificates,
         )
@@ -395,20 +404,22 @@ class OcppClient:
             return None
 
     async def _perform(
-        self, actions: list[Action], store: OcppStore, group: asyncio.TaskGroup
+        self, actions: list[Action], store: StoreWorker, group: asyncio.TaskGroup
     ) -> None:
         for action in actions:
             match action:
                 case SendFrame(text, summary):
                     await self._send(text, summary)
+                # Durable before anything is sent (the actions come in that order),
+                # on the store's own thread so an fsync never stalls the loop.
                 case StoreQueued(message):
-                    store.save_queued(message)
+                    await store.run(partial(OcppStore.save_queued, message=message))
                 case DeleteQueued(seq):
-                    store.delete_queued(seq)
+                    await store.run(partial(OcppStore.delete_queued, seq=seq))
                 case StoreVariable(key, value):
-                    store.save_variable(key, value)
+                    await store.run(partial(OcppStore.save_variable, key=key, value=value))
                 case StoreState(name, data):
-                    store.save_state(name, data)
+                    await store.run(partial(OcppStore.save_state, name=name, data=data))
                 case DeliverCommand(command):
                     logger.info("command for the station: %s", command)
                     self._commands.put_nowait(command)

@@ -9,12 +9,15 @@ does only what the core tells it; it never decides anything.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from chargepoint.ocpp.device_model import AttributeType, ComponentKey, ValueKey, VariableKey
 from chargepoint.ocpp.queue import MessageKind, QueuedMessage
@@ -63,6 +66,9 @@ def _decode_key(text: str) -> ValueKey:
         VariableKey(var_name, var_instance),
         AttributeType(attribute),
     )
+
+
+T = TypeVar("T")
 
 
 class OcppStore:
@@ -137,3 +143,40 @@ class OcppStore:
             "INSERT OR REPLACE INTO state (name, data) VALUES (?, ?)",
             (name, json.dumps(data, separators=(",", ":"), sort_keys=True)),
         )
+
+
+class StoreWorker:
+    """Runs every :class:`OcppStore` call on one dedicated thread.
+
+    The store commits with ``synchronous=FULL`` (an fsync per transaction
+    message); on an SD card that takes tens of milliseconds. Doing it on the
+    event loop would stall the safety loop that shares it, so the connection
+    lives on its own thread, and calls keep their order (one worker).
+    Use ``async with StoreWorker(path) as worker: await worker.run(fn)``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpp-store")
+        self._store: OcppStore | None = None
+
+    async def __aenter__(self) -> StoreWorker:
+        self._store = await self._submit(lambda: OcppStore(self.path))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await self._submit(store.close)
+        self._executor.shutdown(wait=True)
+
+    async def run(self, fn: Callable[[OcppStore], T]) -> T:
+        """Call ``fn(store)`` on the store's thread and wait for it (order kept)."""
+        store = self._store
+        if store is None:
+            raise RuntimeError("store worker is not open")
+        return await self._submit(lambda: fn(store))
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
