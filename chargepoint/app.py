@@ -115,6 +115,8 @@ class Station:
         self.restart_requested = False  # the CSMS asked for a Reset
         self._stop = asyncio.Event()
         self._notifier = SystemdNotifier()
+        # Checked now, so a bad [csms] section stops `run` before any hardware is touched.
+        self._ocpp_settings = client_settings(config)
 
     def stop(self) -> None:
         self._stop.set()
@@ -256,7 +258,7 @@ class Station:
                     )
                 )
                 tg.create_task(_named("watchdog", self._notifier.watchdog_loop(self._alive)))
-                settings = client_settings(self.config)
+                settings = self._ocpp_settings
                 if settings is not None:
                     commands: asyncio.Queue[StationCommand] = asyncio.Queue()
                     client = OcppClient(settings, commands)

@@ -83,7 +83,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     setup_logging(args.log_level or config.runtime.log_level, config.runtime.log_format)
     log.info("chargepoint %s starting with %s", __version__, args.config)
-    station = Station(config)
+    try:
+        station = Station(config)
+    except ConfigError as exc:
+        print(format_problems(exc), file=sys.stderr)
+        return 1
     asyncio.run(station.run())
     # EX_TEMPFAIL: systemd (Restart=on-failure) starts the service again after a CSMS Reset.
     return 75 if station.restart_requested else 0

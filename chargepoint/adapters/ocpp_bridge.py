@@ -15,7 +15,8 @@ from pathlib import Path
 
 from chargepoint.adapters.evse_runner import EvseRunner
 from chargepoint.adapters.ocpp_client import OcppClient, OcppClientSettings
-from chargepoint.config import Config
+from chargepoint.config import Config, Secret
+from chargepoint.errors import ConfigError
 from chargepoint.evse.actions import Action, FaultLatched, FaultsCleared, StateChanged
 from chargepoint.evse.events import SetAvailable, StartCharging, StopCharging
 from chargepoint.evse.session import SessionSummary
@@ -65,7 +66,20 @@ def client_settings(config: Config) -> OcppClientSettings | None:
         security_profile=csms.security_profile,
         csms_root_certificates=Path(csms.ca_file) if csms.ca_file is not None else None,
         subprotocols=tuple(ProtocolVersion(p) for p in csms.subprotocols),
+        station_certificate=Path(csms.client_cert_file) if csms.client_cert_file else None,
+        station_private_key=_key_file(csms.client_key),
     )
+
+
+def _key_file(secret: Secret | None) -> Path | None:
+    """The client key for security profile 3 must be a file (mode 0600) on the station."""
+    if secret is None:
+        return None
+    if secret.file is None:
+        raise ConfigError(
+            "csms", [("csms.client_key", "give the private key as { file = ... } (mode 0600)")]
+        )
+    return Path(secret.file)
 
 
 class OcppBridge:
@@ -97,7 +111,9 @@ class OcppBridge:
         """
         for evse_id, runner in self.runners.items():
             self.client.submit(
-                SessionEnded(evse_id, StoppedReason.POWER_LOSS, self._sample(evse_id))
+                SessionEnded(
+                    evse_id, StoppedReason.POWER_LOSS, self._sample(evse_id), interrupted=True
+                )
             )
             self._status(evse_id, runner.controller.state)
 

@@ -943,8 +943,15 @@ class OcppStation:
             measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
         )
         if payload is None:
-            logger.warning("session ended on EVSE %d without a transaction", event.evse_id)
+            if not event.interrupted:
+                logger.warning("session ended on EVSE %d without a transaction", event.evse_id)
             return
+        if event.interrupted:
+            logger.warning(
+                "EVSE %d: ending transaction left open by the previous run (%s)",
+                event.evse_id,
+                event.reason.value,
+            )
         self._store_transactions()
         self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
 

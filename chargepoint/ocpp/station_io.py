@@ -92,6 +92,8 @@ class SessionEnded:
     evse_id: int
     reason: StoppedReason
     meter: MeterSample
+    #: sent at start-up for whatever transaction a previous run left open; usually none
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,15 @@ def test_exi_dissector_round_trip(tmp_path: Path) -> None:
 def test_exi_decode_of_garbage_fails_clearly() -> None:
     result = run_cli("exi", "decode", "deadbeef")
     assert result.returncode == 1 and "EXI decode error" in result.stderr
+
+
+def test_run_refuses_a_csms_section_it_cannot_use(tmp_path: Path) -> None:
+    text = SIM_TOML.read_text() + (
+        '\n[csms]\nurl = "wss://127.0.0.1:1/ocpp"\nsecurity_profile = 3\n'
+        'client_cert_file = "/nonexistent/cert.pem"\nclient_key = { env = "NO_SUCH_KEY_VAR" }\n'
+    )
+    config = tmp_path / "bad-csms.toml"
+    config.write_text(text)
+    result = run_cli("run", "--config", str(config), timeout=30)
+    assert result.returncode == 1
+    assert "csms.client_key" in result.stderr
