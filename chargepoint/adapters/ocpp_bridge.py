@@ -201,7 +201,12 @@ class OcppBridge:
                 else:
                     self._maybe_reset()
             case UnlockConnector(evse_id=evse_id):
-                log.info("evse %d: unlock requested (socket lock follows the pilot board)", evse_id)
+                runner = self.runners.get(evse_id)
+                if runner is not None:
+                    # F05: a running charge is stopped first; the controller releases
+                    # the cable lock once the power path is open (state CONNECTED).
+                    log.info("evse %d: unlock requested by the CSMS", evse_id)
+                    await runner.submit(StopCharging("unlock"))
 
     async def _set_available(self, evse_id: int, *, operative: bool) -> None:
         self._available[evse_id] = operative

@@ -84,5 +84,12 @@ class OfferedCurrentChanged:
     current_a: float
 
 
-Notice = StateChanged | FaultLatched | FaultsCleared | OfferedCurrentChanged
+@dataclass(frozen=True, slots=True)
+class ContactorChanged:
+    """The mirror contacts moved: the power path to the EV closed or opened."""
+
+    closed: bool
+
+
+Notice = StateChanged | FaultLatched | FaultsCleared | OfferedCurrentChanged | ContactorChanged
 Action = Command | Notice

@@ -26,6 +26,7 @@ from chargepoint.errors import LocalProtocolError
 from chargepoint.evse.actions import (
     Action,
     ClearBoardFaults,
+    ContactorChanged,
     FaultLatched,
     FaultsCleared,
     OfferedCurrentChanged,
@@ -318,6 +319,8 @@ class EvseController:
         s = self.settings
         self._last = report
         self._board_seen_at = now
+        if report.contactor_closed != self._contactor_closed:
+            self._out.append(ContactorChanged(report.contactor_closed))
         self._contactor_closed = report.contactor_closed
         self.supervisor.report("board-timer", (), now)
         kinds = set(report.faults)

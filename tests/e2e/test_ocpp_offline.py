@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from chargepoint.adapters.control_socket import request
 from chargepoint.app import Station
 from chargepoint.config import parse_config
 from tests.e2e.conftest import ROOT, Client
@@ -111,8 +110,17 @@ async def test_station_killed_mid_transaction_and_restarted(tmp_path: Path, csms
         )
 
     async def sim(name: str) -> None:
-        answer = await request(sock, {"cmd": "sim", "evse": 1, "name": name, "args": []})
-        assert answer["ok"], answer
+        """Drive the simulated EV exactly as a user does: `chargepoint sim NAME`."""
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "chargepoint", "sim", name, "--socket", str(sock)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
 
     async def wait_socket() -> None:
         end = time.monotonic() + 20
