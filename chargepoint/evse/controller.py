@@ -174,6 +174,11 @@ class EvseController:
         return self._permission
 
     @property
+    def authorized(self) -> bool:
+        """Energy may be offered to this EV: free vend, or an authorisation arrived."""
+        return (self.settings.autostart or self._authorized) and not self._stopped_by_evse
+
+    @property
     def pwm_duty_pct(self) -> float | None:
         return self._pwm_duty
 
