@@ -485,6 +485,12 @@ LOCAL_PRE_AUTHORIZE = VariableKey("LocalPreAuthorize")
 OFFLINE_TX_FOR_UNKNOWN_ID = VariableKey("OfflineTxForUnknownIdEnabled")
 AVAILABLE = VariableKey("Available")
 AVAILABILITY_STATE = VariableKey("AvailabilityState")
+TX_START_POINT = VariableKey("TxStartPoint")
+TX_STOP_POINT = VariableKey("TxStopPoint")
+ALIGNED_INTERVAL = VariableKey("Interval")
+ALIGNED_MEASURANDS = VariableKey("Measurands")
+ALIGNED_TX_ENDED_INTERVAL = VariableKey("TxEndedInterval")
+ALIGNED_TX_ENDED_MEASURANDS = VariableKey("TxEndedMeasurands")
 
 #: Measurands this station can sample (OCPP 2.0.1 Part 2 §7 MeasurandEnumType).
 SUPPORTED_MEASURANDS = (
@@ -497,7 +503,8 @@ SUPPORTED_MEASURANDS = (
     "Current.Export",
     "SoC",
 )
-_TX_POINTS = (
+#: TxStartPointValues / TxStopPointValues, most upstream first (OCPP 2.0.1 E01/E06).
+TX_POINTS = (
     "ParkingBayOccupancy",
     "EVConnected",
     "Authorized",
@@ -590,19 +597,10 @@ def standard_variables(
             values=("HTTPS",),
             constant=True,
         ),
-        # TxStartPoint/TxStopPoint: the runtime decides when a session starts and
-        # ends, so they are reported but read-only until it honours other values.
-        _var(
-            TX_CTRLR, VariableKey("TxStartPoint"), member, ro, "PowerPathClosed", values=_TX_POINTS
-        ),
-        _var(
-            TX_CTRLR,
-            VariableKey("TxStopPoint"),
-            member,
-            ro,
-            "EVConnected,Authorized",
-            values=_TX_POINTS,
-        ),
+        # E01/E06: when a transaction started by EvseActivity starts and ends.  The
+        # spec's own example value for both is "EVConnected,Authorized".
+        _var(TX_CTRLR, TX_START_POINT, member, rw, "EVConnected,Authorized", values=TX_POINTS),
+        _var(TX_CTRLR, TX_STOP_POINT, member, rw, "EVConnected,Authorized", values=TX_POINTS),
         _var(
             TX_CTRLR, VariableKey("EVConnectionTimeOut"), integer, rw, "60", unit="s", min_limit=0
         ),
@@ -671,14 +669,13 @@ def standard_variables(
         _var(SAMPLED_DATA, TX_STARTED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
         _var(SAMPLED_DATA, TX_ENDED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
         _var(SAMPLED_DATA, VariableKey("TxEndedInterval"), integer, rw, "0", unit="s", min_limit=0),
-        _var(ALIGNED_DATA, VariableKey("Interval"), integer, rw, "0", unit="s", min_limit=0),
-        _var(
-            ALIGNED_DATA, VariableKey("Measurands"), member, rw, energy, values=SUPPORTED_MEASURANDS
-        ),
-        _var(ALIGNED_DATA, VariableKey("TxEndedInterval"), integer, rw, "0", unit="s", min_limit=0),
+        # J01/J02: clock-aligned meter values every quarter hour (0 = off).
+        _var(ALIGNED_DATA, ALIGNED_INTERVAL, integer, rw, "900", unit="s", min_limit=0),
+        _var(ALIGNED_DATA, ALIGNED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
+        _var(ALIGNED_DATA, ALIGNED_TX_ENDED_INTERVAL, integer, rw, "0", unit="s", min_limit=0),
         _var(
             ALIGNED_DATA,
-            VariableKey("TxEndedMeasurands"),
+            ALIGNED_TX_ENDED_MEASURANDS,
             member,
             rw,
             energy,

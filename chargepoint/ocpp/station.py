@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from typing import Any, Protocol
 
 from chargepoint.errors import RemoteProtocolError
 from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp import tx_points
 from chargepoint.ocpp.authorization import (
     AuthCache,
     AuthorizationResult,
@@ -102,8 +104,10 @@ from chargepoint.ocpp.rpc import (
     parse_frame,
 )
 from chargepoint.ocpp.station_io import (
+    ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
+    EvseActivity,
     FaultCleared,
     FaultRaised,
     IdToken,
@@ -120,7 +124,7 @@ from chargepoint.ocpp.station_io import (
     StationEvent,
     UnlockConnector,
 )
-from chargepoint.ocpp.transactions import Transactions
+from chargepoint.ocpp.transactions import Transactions, sampled_values
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +298,50 @@ class _InFlight:
     certificate_use: str | None = None
 
 
+@dataclass
+class _TxTrack:
+    """What the core knows of a running transaction beyond its seqNo (E01/E02/E06)."""
+
+    #: the points (TX_POINTS values) met at some time during the transaction
+    met: set[str]
+    #: the chargingState last reported (None: not yet)
+    state: ChargingState | None
+    #: the idToken went out with one of the transaction's events
+    token_sent: bool
+
+
+#: Slack for float rounding between monotonic and UTC time at aligned instants.
+_ALIGN_SLACK_S = 1e-3
+#: At most this many clock-aligned samples (TxEndedInterval) go into one Ended event.
+TX_ENDED_ALIGNED_MAX = 500
+
+
+class _AlignedClock:
+    """The next UTC instant that is a multiple of an interval (J01/J02)."""
+
+    def __init__(self) -> None:
+        self.due: float | None = None
+        self._interval = 0
+
+    def tick(self, utc: float, interval: int) -> float | None:
+        """The aligned instant ``utc`` has reached since the last call, if any."""
+        if interval <= 0:
+            self.due = None
+            return None
+        due = self.due
+        if due is None or interval != self._interval or due - utc > interval:
+            # first use, a new Interval, or the clock was set back
+            self._interval = interval
+            self.due = float((math.floor(utc / interval) + 1) * interval)
+            return None
+        if utc + _ALIGN_SLACK_S < due:
+            return None
+        # The latest instant reached (after a forward clock jump, only that one).
+        instant = float(math.floor((utc + _ALIGN_SLACK_S) / interval) * interval)
+        self.due = instant + interval
+        return instant
+
+
 def format_timestamp(epoch_s: float) -> str:
     """RFC 3339 UTC with millisecond precision and ``Z`` (what strict CSMSs accept)."""
     moment = datetime.fromtimestamp(epoch_s, tz=UTC)
@@ -361,6 +409,14 @@ class OcppStation:
         }
         self._reported: dict[tuple[int, int], ConnectorStatus] = {}
         self._last_sample: dict[int, MeterSample] = {}
+        #: latest EvseActivity per EVSE, and the transactions it drives
+        self._activity: dict[int, EvseActivity] = {}
+        self._tx_track: dict[int, _TxTrack] = {}
+        #: J01/J02: the next clock-aligned instant (UTC epoch s) and its Interval
+        self._aligned = _AlignedClock()
+        #: AlignedDataCtrlr.TxEndedInterval: samples kept for each transaction's Ended
+        self._tx_ended_clock = _AlignedClock()
+        self._tx_ended_values: dict[int, list[JsonObject]] = {}
         #: set when the link must be re-established once our CALL is answered
         self._reconnect_reason: str | None = None
         self._event_seq = 0
@@ -425,6 +481,9 @@ class OcppStation:
             if heartbeat_at is not None:
                 candidates.append(heartbeat_at)
             candidates += [due for due, _ in self._signing.values() if due is not None]
+        for clock in (self._aligned, self._tx_ended_clock):
+            if clock.due is not None:
+                candidates.append(clock.due - self.utc_offset_s)
         return min(candidates) if candidates else None
 
     def utc_now(self, now: float) -> str:
@@ -438,6 +497,7 @@ class OcppStation:
     def start(self, now: float) -> None:
         """Power-up: connect right away."""
         self._connect_due = now
+        self._aligned_tick(now)
         self.handle_timer(now)
 
     def connection_opened(self, now: float, version: ProtocolVersion) -> None:
@@ -525,6 +585,7 @@ class OcppStation:
 
     # ============================================================ timer input
     def handle_timer(self, now: float) -> None:
+        self._aligned_tick(now)
         if self.link is Link.OFFLINE and self._connect_due is not None and now >= self._connect_due:
             self._connect_due = None
             self.link = Link.CONNECTING
@@ -583,6 +644,7 @@ class OcppStation:
                 logger.debug("<- SEND %s ignored: no SEND action is supported", action)
             case CallResultError(unique_id=unique_id, error_code=code):
                 logger.warning("CSMS could not process our CALLRESULT %s: %s", unique_id, code)
+        self._aligned_tick(now)  # AlignedDataCtrlr.Interval may have been set
         self._pump(now)
 
     def _handle_call(self, call: Call, now: float, size: int) -> None:
@@ -827,10 +889,13 @@ class OcppStation:
                 self._on_meter_sample(event, now)
             case SessionEnded():
                 self._on_session_ended(event, now)
+            case EvseActivity():
+                self._on_activity(event, now)
             case FaultRaised() | FaultCleared():
                 self._on_fault(event, now)
             case SecurityEventOccurred(kind=kind, tech_info=tech_info):
                 self.security_event(now, kind, tech_info)
+        self._aligned_tick(now)
         self._pump(now)
 
     def _online(self) -> bool:
@@ -915,6 +980,8 @@ class OcppStation:
             offline=self._offline(),
             measurands=self._measurands(dm.TX_STARTED_MEASURANDS),
         )
+        self._tx_track[event.evse_id] = _TxTrack(set(), None, event.id_token is not None)
+        self._tx_ended_values.pop(event.evse_id, None)
         self._store_transactions()
         self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
 
@@ -941,7 +1008,9 @@ class OcppStation:
             timestamp=self.utc_now(now),
             offline=self._offline(),
             measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
+            clock_values=self._tx_ended_values.pop(event.evse_id, None),
         )
+        self._tx_track.pop(event.evse_id, None)
         if payload is None:
             if not event.interrupted:
                 logger.warning("session ended on EVSE %d without a transaction", event.evse_id)
@@ -954,6 +1023,175 @@ class OcppStation:
             )
         self._store_transactions()
         self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+
+    # ------------------------------------------- TxStartPoint / TxStopPoint
+    def _on_activity(self, event: EvseActivity, now: float) -> None:
+        """E01/E06: start and end transactions by the configured points; E02:
+        report charging-state changes and a late authorization while one runs."""
+        if event.evse_id not in self.identity.evse_connectors:
+            logger.error("runtime reported activity on unknown EVSE %d: ignored", event.evse_id)
+            return
+        previous = self._activity.get(event.evse_id)
+        self._activity[event.evse_id] = event
+        self._last_sample[event.evse_id] = event.meter
+        before = tx_points.conditions(previous) if previous is not None else None
+        current = tx_points.conditions(event)
+        state = tx_points.charging_state(event)
+        if self._transactions.on_evse(event.evse_id) is None:
+            point = tx_points.start_point(
+                self.model.list_value(dm.TX_CTRLR, dm.TX_START_POINT), before, current
+            )
+            if point is not None:
+                self._start_by_point(event, point, state, now)
+            return
+        track = self._tx_track.get(event.evse_id)
+        if track is None:  # a transaction restored from the store
+            track = self._tx_track[event.evse_id] = _TxTrack(set(), None, False)
+        decision = tx_points.stop_decision(
+            self.model.list_value(dm.TX_CTRLR, dm.TX_STOP_POINT),
+            track.met,
+            before,
+            current,
+            event,
+        )
+        if decision is not None:
+            logger.info(
+                "EVSE %d: transaction ends (%s no longer met: %s)",
+                event.evse_id,
+                decision.point or "nothing",
+                decision.reason.value,
+            )
+            payload = self._transactions.ended(
+                SessionEnded(event.evse_id, decision.reason, event.meter),
+                timestamp=self.utc_now(now),
+                offline=self._offline(),
+                measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
+                trigger=decision.trigger,
+                charging_state=state if state is not track.state else None,
+                clock_values=self._tx_ended_values.pop(event.evse_id, None),
+            )
+            del self._tx_track[event.evse_id]
+            if payload is not None:
+                self._store_transactions()
+                self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+            return
+        track.met |= {p for p, held in current.items() if held}
+        newly_authorized = event.authorized and (before is None or not before["Authorized"])
+        trigger: str | None = None
+        token = None
+        remote_start_id = None
+        if newly_authorized and not track.token_sent:
+            # The idToken goes with the first event after the authorization.
+            token = event.id_token
+            remote_start_id = event.remote_start_id
+            trigger = "RemoteStart" if remote_start_id is not None else "Authorized"
+            track.token_sent = token is not None
+        changed_state = state if state is not track.state else None
+        if trigger is None and changed_state is not None:
+            trigger = "ChargingStateChanged"
+        if trigger is None:
+            return
+        track.state = state
+        payload = self._transactions.changed(
+            event.evse_id,
+            trigger=trigger,
+            timestamp=self.utc_now(now),
+            offline=self._offline(),
+            charging_state=changed_state,
+            id_token=token,
+            remote_start_id=remote_start_id,
+        )
+        if payload is not None:
+            self._store_transactions()
+            self._enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
+
+    def _start_by_point(
+        self, event: EvseActivity, point: str, state: ChargingState, now: float
+    ) -> None:
+        token = event.id_token if event.authorized else None
+        remote_start_id = event.remote_start_id if event.authorized else None
+        logger.info("EVSE %d: transaction starts (%s)", event.evse_id, point)
+        payload = self._transactions.started(
+            SessionStarted(event.evse_id, event.connector_id, token, event.meter, remote_start_id),
+            transaction_id=self._new_id(),
+            timestamp=self.utc_now(now),
+            now=now,
+            offline=self._offline(),
+            measurands=self._measurands(dm.TX_STARTED_MEASURANDS),
+            trigger=tx_points.start_trigger(point, event),
+            charging_state=state,
+        )
+        met = {p for p, held in tx_points.conditions(event).items() if held}
+        self._tx_track[event.evse_id] = _TxTrack(met, state, token is not None)
+        self._tx_ended_values.pop(event.evse_id, None)
+        self._store_transactions()
+        self._enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+
+    # ------------------------------------------------ clock-aligned data (J01/J02)
+    def _aligned_tick(self, now: float) -> None:
+        """At each clock-aligned instant: aligned meter values (Interval) and the
+        samples kept for Ended (TxEndedInterval)."""
+        utc = now + self.utc_offset_s
+        instant = self._aligned.tick(
+            utc, self.model.int_value(dm.ALIGNED_DATA, dm.ALIGNED_INTERVAL)
+        )
+        if instant is not None:
+            self._send_aligned(now, instant)
+        instant = self._tx_ended_clock.tick(
+            utc, self.model.int_value(dm.ALIGNED_DATA, dm.ALIGNED_TX_ENDED_INTERVAL)
+        )
+        if instant is not None:
+            self._keep_tx_ended_values(instant)
+
+    def _keep_tx_ended_values(self, instant: float) -> None:
+        """J02: TxEndedMeasurands at each TxEndedInterval instant of a transaction,
+        reported in its Ended event (context Sample.Clock)."""
+        measurands = self.model.list_value(dm.ALIGNED_DATA, dm.ALIGNED_TX_ENDED_MEASURANDS)
+        for evse_id in sorted(self.identity.evse_connectors):
+            sample = self._last_sample.get(evse_id)
+            if sample is None or self._transactions.on_evse(evse_id) is None:
+                continue
+            values = sampled_values(sample, "Sample.Clock", measurands)
+            kept = self._tx_ended_values.setdefault(evse_id, [])
+            if values and len(kept) < TX_ENDED_ALIGNED_MAX:
+                kept.append({"timestamp": format_timestamp(instant), "sampledValue": values})
+
+    def _send_aligned(self, now: float, instant: float) -> None:
+        timestamp = format_timestamp(instant)
+        measurands = self.model.list_value(dm.ALIGNED_DATA, dm.ALIGNED_MEASURANDS)
+        for evse_id in sorted(self.identity.evse_connectors):
+            sample = self._last_sample.get(evse_id)
+            if sample is None:
+                continue
+            values = sampled_values(sample, "Sample.Clock", measurands)
+            if not values:
+                continue
+            if self._transactions.on_evse(evse_id) is not None:
+                # J02: within a transaction, an Updated event (MeterValueClock).
+                payload = self._transactions.updated(
+                    sample,
+                    timestamp=timestamp,
+                    now=now,
+                    offline=self._offline(),
+                    interval_s=0,
+                    measurands=measurands,
+                    trigger="MeterValueClock",
+                )
+                if payload is not None:
+                    self._store_transactions()
+                    self._enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
+                continue
+            # J01: outside a transaction, MeterValues; not kept while offline
+            # unless QueueAllMessages (then it is durable like other messages).
+            if self._online() or self.model.bool_value(dm.OCPP_COMM, dm.QUEUE_ALL_MESSAGES):
+                self._enqueue(
+                    "MeterValues",
+                    {
+                        "evseId": evse_id,
+                        "meterValue": [{"timestamp": timestamp, "sampledValue": values}],
+                    },
+                    None,
+                )
 
     def _on_fault(self, event: FaultRaised | FaultCleared, now: float) -> None:
         """N07-style alert: NotifyEvent on the Problem variable of the component."""

@@ -42,6 +42,16 @@ class StoppedReason(Enum):
     TIMEOUT = "Timeout"
 
 
+class ChargingState(Enum):
+    """ChargingStateEnumType (OCPP 2.0.1 Part 2 §3): transactionInfo.chargingState."""
+
+    CHARGING = "Charging"
+    EV_CONNECTED = "EVConnected"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    IDLE = "Idle"
+
+
 class ResetKind(Enum):
     IMMEDIATE = "Immediate"
     ON_IDLE = "OnIdle"
@@ -97,6 +107,44 @@ class SessionEnded:
 
 
 @dataclass(frozen=True)
+class EvseActivity:
+    """A full snapshot of what is going on at one EVSE, sent on every change of a flag.
+
+    The core starts and ends the transaction by TxCtrlr.TxStartPoint / TxStopPoint
+    (E01/E06) and reports charging-state changes (E02).  Flags:
+
+    * ``ev_connected``: the cable is plugged in at both ends (IEC 61851 state B/C/D);
+    * ``authorized``: the EV driver (or the CSMS, or PnC) authorized charging; it goes
+      back to False when authorization ends (stop swipe, RemoteStop, deauthorization);
+    * ``power_path_closed``: the contactors are closed;
+    * ``energy_transfer``: energy flows (in either direction);
+    * ``parking_bay_occupied`` / ``data_signed``: for the ParkingBayOccupancy and
+      DataSigned points, if the station has such a sensor / a signing meter.
+
+    ``id_token`` is the authorized token (sent with the event that reports the
+    authorization); ``remote_start_id`` marks an authorization by RequestStartTransaction.
+    ``stopped_reason`` explains a flag that went False (e.g. ``DE_AUTHORIZED``,
+    ``REMOTE``, ``STOPPED_BY_EV``); without it the core picks one per point.
+    ``charging_state`` overrides the charging state the core derives from the flags
+    (e.g. ``SUSPENDED_EVSE`` when the station withholds power).
+    """
+
+    evse_id: int
+    connector_id: int
+    ev_connected: bool
+    authorized: bool
+    power_path_closed: bool
+    energy_transfer: bool
+    meter: MeterSample
+    id_token: IdToken | None = None
+    stopped_reason: StoppedReason | None = None
+    remote_start_id: int | None = None
+    parking_bay_occupied: bool = False
+    data_signed: bool = False
+    charging_state: ChargingState | None = None
+
+
+@dataclass(frozen=True)
 class FaultRaised:
     """A problem on the station (``evse_id`` None) or on one EVSE."""
 
@@ -125,6 +173,7 @@ StationEvent = (
     | MeterSample
     | SessionStarted
     | SessionEnded
+    | EvseActivity
     | FaultRaised
     | FaultCleared
     | SecurityEventOccurred

@@ -6,7 +6,10 @@ progress.  Each event gets the next seqNo of its transaction, starting at 0
 first event of a transaction identifies the EVSE) and the idToken.  ``Updated``
 events carry periodic meter values (SampledDataCtrlr.TxUpdatedInterval /
 TxUpdatedMeasurands) and are produced when a sample arrives at or after the
-interval; ``Ended`` carries the stoppedReason and the TxEndedMeasurands.
+interval, or with triggerReason MeterValueClock (context ``Sample.Clock``) at
+clock-aligned instants (J02); ``changed`` builds the Updated events of a charging-state
+change or a late authorization (E02); ``Ended`` carries the stoppedReason and the
+TxEndedMeasurands.
 Events built while the station is not connected and accepted carry
 ``offline: true`` (E04).
 
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chargepoint.ocpp.station_io import (
+    ChargingState,
     IdToken,
     MeterSample,
     SessionEnded,
@@ -39,7 +43,7 @@ class OpenTransaction:
 
 
 #: TriggerReasonEnumType for each stop reason (OCPP 2.0.1 Part 2 §3).
-_STOP_TRIGGER = {
+STOP_TRIGGER = {
     StoppedReason.LOCAL: "StopAuthorized",
     StoppedReason.REMOTE: "RemoteStop",
     StoppedReason.EV_DISCONNECTED: "EVCommunicationLost",
@@ -135,16 +139,22 @@ class Transactions:
         now: float,
         offline: bool,
         measurands: tuple[str, ...],
+        trigger: str | None = None,
+        charging_state: ChargingState | None = None,
     ) -> dict[str, Any]:
+        """``trigger`` / ``charging_state``: given when a TxStartPoint started it."""
         tx = OpenTransaction(transaction_id, event.evse_id, event.connector_id, 0)
         seq_no = self._next(tx, now)  # E01.FR.07: seqNo starts at 0 per transaction
-        if event.remote_start_id is not None:
-            trigger = "RemoteStart"
-        elif event.id_token is not None:
-            trigger = "Authorized"
-        else:
-            trigger = "CablePluggedIn"
+        if trigger is None:
+            if event.remote_start_id is not None:
+                trigger = "RemoteStart"
+            elif event.id_token is not None:
+                trigger = "Authorized"
+            else:
+                trigger = "CablePluggedIn"
         info: dict[str, Any] = {"transactionId": transaction_id}
+        if charging_state is not None:
+            info["chargingState"] = charging_state.value
         if event.remote_start_id is not None:
             info["remoteStartId"] = event.remote_start_id
         payload: dict[str, Any] = {
@@ -187,8 +197,12 @@ class Transactions:
                 return None  # TxUpdatedInterval = 0: no periodic samples
             if tx.last_update_at is not None and now < tx.last_update_at + interval_s:
                 return None
-        seq_no = self._next(tx, now)
-        context = "Trigger" if trigger == "Trigger" else "Sample.Periodic"
+        # J02: aligned values do not move the periodic timer.
+        stamp = tx.last_update_at if trigger == "MeterValueClock" else now
+        seq_no = self._next(tx, stamp)
+        context = {"Trigger": "Trigger", "MeterValueClock": "Sample.Clock"}.get(
+            trigger, "Sample.Periodic"
+        )
         payload: dict[str, Any] = {
             "eventType": "Updated",
             "timestamp": timestamp,
@@ -205,23 +219,70 @@ class Transactions:
             offline=offline,
         )
 
-    def ended(
-        self, event: SessionEnded, *, timestamp: str, offline: bool, measurands: tuple[str, ...]
+    def changed(
+        self,
+        evse_id: int,
+        *,
+        trigger: str,
+        timestamp: str,
+        offline: bool,
+        charging_state: ChargingState | None = None,
+        id_token: IdToken | None = None,
+        remote_start_id: int | None = None,
     ) -> dict[str, Any] | None:
+        """An Updated event without meter values: charging state (E02), a late
+        authorization (E02/E03, idToken), a remote start of a running transaction."""
+        tx = self._open.get(evse_id)
+        if tx is None:
+            return None
+        seq_no = self._next(tx, tx.last_update_at)
+        info: dict[str, Any] = {"transactionId": tx.transaction_id}
+        if charging_state is not None:
+            info["chargingState"] = charging_state.value
+        if remote_start_id is not None:
+            info["remoteStartId"] = remote_start_id
+        payload: dict[str, Any] = {
+            "eventType": "Updated",
+            "timestamp": timestamp,
+            "triggerReason": trigger,
+            "seqNo": seq_no,
+            "transactionInfo": info,
+        }
+        if id_token is not None:
+            payload["idToken"] = _id_token_json(id_token)
+        if offline:
+            payload["offline"] = True
+        return payload
+
+    def ended(
+        self,
+        event: SessionEnded,
+        *,
+        timestamp: str,
+        offline: bool,
+        measurands: tuple[str, ...],
+        trigger: str | None = None,
+        charging_state: ChargingState | None = None,
+        clock_values: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """``clock_values``: meterValue entries kept at AlignedDataCtrlr.TxEndedInterval."""
         tx = self._open.pop(event.evse_id, None)
         if tx is None:
             return None
+        info: dict[str, Any] = {
+            "transactionId": tx.transaction_id,
+            "stoppedReason": event.reason.value,
+        }
+        if charging_state is not None:
+            info["chargingState"] = charging_state.value
         payload: dict[str, Any] = {
             "eventType": "Ended",
             "timestamp": timestamp,
-            "triggerReason": _STOP_TRIGGER[event.reason],
+            "triggerReason": trigger or STOP_TRIGGER[event.reason],
             "seqNo": tx.next_seq_no,
-            "transactionInfo": {
-                "transactionId": tx.transaction_id,
-                "stoppedReason": event.reason.value,
-            },
+            "transactionInfo": info,
         }
-        return self._finish(
+        payload = self._finish(
             payload,
             event.meter,
             timestamp=timestamp,
@@ -229,6 +290,9 @@ class Transactions:
             measurands=measurands,
             offline=offline,
         )
+        if clock_values:
+            payload["meterValue"] = [*clock_values, *payload.get("meterValue", [])]
+        return payload
 
     @staticmethod
     def _finish(

@@ -83,6 +83,10 @@ class _Handlers:
             raise ConnectionRefusedError("simulated CSMS failure")
         return self._result("TransactionEvent")()
 
+    @on("MeterValues")
+    def on_meter_values(self, **kwargs: Any) -> Any:
+        return self._result("MeterValues")()
+
     @on("NotifyReport")
     def on_notify_report(self, **kwargs: Any) -> Any:
         return self._result("NotifyReport")()

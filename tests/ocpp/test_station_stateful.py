@@ -13,6 +13,7 @@ from chargepoint.ocpp.station import Link
 from chargepoint.ocpp.station_io import (
     ConnectorStatus,
     ConnectorStatusChanged,
+    EvseActivity,
     IdToken,
     MeterSample,
     SessionEnded,
@@ -43,6 +44,8 @@ class StationSessions(RuleBasedStateMachine):
         self.outstanding: tuple[list[Any], float] | None = None
         self.accepted = False
         self.acked_seq: dict[str, list[int]] = {}
+        #: eventType of every TransactionEvent built, per transaction, in seqNo order
+        self.tx_types: dict[str, list[tuple[int, str]]] = {}
         self.wh = 0.0
         self.frames_seen = 0
 
@@ -54,6 +57,13 @@ class StationSessions(RuleBasedStateMachine):
             assert [f[1] for f in answers] == [incoming_id]
         else:
             assert answers == []
+        for message in self.h.station.queued_messages:
+            if message.action == "TransactionEvent":
+                p = message.payload
+                entry = (p["seqNo"], p["eventType"])
+                seen = self.tx_types.setdefault(p["transactionInfo"]["transactionId"], [])
+                if entry not in seen:
+                    seen.append(entry)
         timed = self.h.timeline[len(self.h.timeline) - len(frames) :]
         for sent_at, frame in ((t, f) for t, f in timed if f[0] == 2):
             if self.outstanding is not None:
@@ -145,7 +155,39 @@ class StationSessions(RuleBasedStateMachine):
         self.h.station.station_event(self.h.now, event)
         self.take(self.h.drain())
 
+    @rule(
+        evse=st.sampled_from([1, 2]),
+        flags=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+        reason=st.none() | st.sampled_from(list(StoppedReason)),
+    )
+    def evse_activity(
+        self, evse: int, flags: tuple[bool, bool, bool, bool], reason: StoppedReason | None
+    ) -> None:
+        self.wh += 10
+        ev, auth, closed, energy = flags
+        event = EvseActivity(
+            evse,
+            1,
+            ev_connected=ev,
+            authorized=auth,
+            power_path_closed=closed,
+            energy_transfer=energy,
+            meter=meter(evse, self.wh),
+            id_token=IdToken("T") if auth else None,
+            stopped_reason=reason,
+        )
+        self.h.station.station_event(self.h.now, event)
+        self.take(self.h.drain())
+
     # ------------------------------------------------------------- invariants
+    @invariant()
+    def each_transaction_starts_once_and_nothing_follows_its_end(self) -> None:
+        for entries in self.tx_types.values():
+            types = [t for _, t in sorted(entries)]
+            assert types.count("Started") <= 1
+            assert "Started" not in types[1:]
+            assert "Ended" not in types[:-1]
+
     @invariant()
     def seq_no_per_transaction_starts_at_zero_and_never_goes_back(self) -> None:
         for seqs in self.acked_seq.values():
