@@ -11,30 +11,39 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from chargepoint.adapters.evse_runner import EvseRunner
 from chargepoint.adapters.ocpp_client import OcppClient, OcppClientSettings
 from chargepoint.config import Config, Secret
 from chargepoint.errors import ConfigError
-from chargepoint.evse.actions import Action, FaultLatched, FaultsCleared, StateChanged
+from chargepoint.evse.actions import (
+    Action,
+    ContactorChanged,
+    FaultLatched,
+    FaultsCleared,
+    StateChanged,
+)
 from chargepoint.evse.events import SetAvailable, StartCharging, StopCharging
 from chargepoint.evse.session import SessionSummary
 from chargepoint.iec61851.evse_state import EvseState
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station import StationIdentity
 from chargepoint.ocpp.station_io import (
+    ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
+    EvseActivity,
     FaultCleared,
     FaultRaised,
+    IdToken,
     MeterSample,
     RemoteStart,
     RemoteStop,
     ResetKind,
     ResetRequested,
     SessionEnded,
-    SessionStarted,
     SetAvailability,
     StationCommand,
     StoppedReason,
@@ -82,6 +91,22 @@ def _key_file(secret: Secret | None) -> Path | None:
     return Path(secret.file)
 
 
+ENERGY_TRANSFER_W = 50.0  # above this the EV is taking (or giving) energy
+
+
+@dataclass
+class _EvseTx:
+    """What the bridge knows about one EVSE, for the OCPP transaction snapshot."""
+
+    contactor_closed: bool = False
+    energy_transfer: bool = False
+    remote_authorized: bool = False  # RequestStartTransaction accepted
+    id_token: IdToken | None = None
+    remote_start_id: int | None = None
+    stopped_reason: StoppedReason | None = None
+    last: EvseActivity | None = None
+
+
 class OcppBridge:
     def __init__(
         self,
@@ -95,9 +120,9 @@ class OcppBridge:
         self.commands = commands
         self._request_stop = request_stop
         self._available: dict[int, bool] = dict.fromkeys(runners, True)
-        self._transaction_evse: dict[str, int] = {}
         self._pending_reset: ResetKind | None = None
         self._scheduled_inoperative: set[int] = set()  # G03.FR.05: after the transaction
+        self._tx: dict[int, _EvseTx] = {evse_id: _EvseTx() for evse_id in runners}
 
     # -- station -> CSMS ----------------------------------------------------------
     def start(self) -> None:
@@ -116,26 +141,24 @@ class OcppBridge:
                 )
             )
             self._status(evse_id, runner.controller.state)
+            self._activity(evse_id)
 
     def listener(self, evse_id: int, item: Action | SessionSummary | MeterReading) -> None:
+        tx = self._tx[evse_id]
         match item:
-            case StateChanged(old=old, new=new):
+            case StateChanged(new=new):
                 self._status(evse_id, new)
-                if old is EvseState.IDLE and new is not EvseState.IDLE:
-                    self.client.submit(
-                        SessionStarted(evse_id, 1, None, self._sample(evse_id))
-                    )  # TxStartPoint EVConnected: the cable is the transaction
-                elif new is EvseState.IDLE and old is not EvseState.IDLE:
-                    reason = (
-                        StoppedReason.OTHER
-                        if old is EvseState.FAULT
-                        else StoppedReason.EV_DISCONNECTED
-                    )
-                    self.client.submit(SessionEnded(evse_id, reason, self._sample(evse_id)))
+                if new is EvseState.IDLE:  # the EV left: a new plug-in starts afresh
+                    tx.remote_authorized = False
+                    tx.id_token = tx.remote_start_id = tx.stopped_reason = None
                     self._maybe_reset()
                     if evse_id in self._scheduled_inoperative:
                         # the scheduled change, now that the session is over
                         self.commands.put_nowait(SetAvailability(evse_id, None, operative=False))
+                self._activity(evse_id)
+            case ContactorChanged(closed=closed):
+                tx.contactor_closed = closed
+                self._activity(evse_id)
             case FaultLatched(fault=fault):
                 self.client.submit(FaultRaised(evse_id, fault.kind.value, fault.detail))
             case FaultsCleared(kinds=kinds):
@@ -143,8 +166,40 @@ class OcppBridge:
                     self.client.submit(FaultCleared(evse_id, kind.value))
             case MeterReading():
                 self.client.submit(self._sample(evse_id, item))
+                flowing = tx.contactor_closed and abs(item.power_w) > ENERGY_TRANSFER_W
+                if flowing != tx.energy_transfer:
+                    tx.energy_transfer = flowing
+                    self._activity(evse_id)
             case _:
                 pass
+
+    def _activity(self, evse_id: int) -> None:
+        """Send the EVSE's transaction snapshot when it changed (E01/E06 start/stop points)."""
+        runner, tx = self.runners[evse_id], self._tx[evse_id]
+        ctl = runner.controller
+        connected = ctl.state is not EvseState.IDLE
+        # Free vend authorises the EV that is plugged in; a remote start authorises
+        # ahead of the plug (TxStartPoint Authorized may then start the transaction).
+        authorized = tx.remote_authorized or (connected and ctl.authorized)
+        activity = EvseActivity(
+            evse_id=evse_id,
+            connector_id=1,
+            ev_connected=connected,
+            authorized=authorized,
+            power_path_closed=tx.contactor_closed,
+            energy_transfer=tx.energy_transfer,
+            meter=self._sample(evse_id),
+            id_token=tx.id_token,
+            stopped_reason=tx.stopped_reason if not authorized else None,
+            remote_start_id=tx.remote_start_id,
+            charging_state=ChargingState.SUSPENDED_EVSE
+            if connected and ctl.state is EvseState.FAULT
+            else None,
+        )
+        flags = _flags(activity)
+        if tx.last is None or _flags(tx.last) != flags:
+            tx.last = activity
+            self.client.submit(activity)
 
     def _status(self, evse_id: int, state: EvseState) -> None:
         if state is EvseState.FAULT:
@@ -175,14 +230,20 @@ class OcppBridge:
 
     async def _carry_out(self, command: StationCommand) -> None:
         match command:
-            case RemoteStart(evse_id=evse_id):
-                runner = self.runners.get(evse_id or next(iter(self.runners)))
-                if runner is not None:
-                    await runner.submit(StartCharging("remote"))
+            case RemoteStart(evse_id=evse_id, id_token=id_token, remote_start_id=start_id):
+                target = evse_id or next(iter(self.runners))
+                if target in self.runners:
+                    tx = self._tx[target]
+                    tx.remote_authorized, tx.id_token, tx.remote_start_id = True, id_token, start_id
+                    tx.stopped_reason = None
+                    await self.runners[target].submit(StartCharging("remote"))
+                    self._activity(target)
             case RemoteStop(evse_id=evse_id):
-                runner = self.runners.get(evse_id)
-                if runner is not None:
-                    await runner.submit(StopCharging("remote"))
+                if evse_id in self.runners:
+                    tx = self._tx[evse_id]
+                    tx.remote_authorized, tx.stopped_reason = False, StoppedReason.REMOTE
+                    await self.runners[evse_id].submit(StopCharging("remote"))
+                    self._activity(evse_id)
             case SetAvailability(evse_id=evse_id, operative=operative):
                 targets = list(self.runners) if evse_id is None else [evse_id]
                 for target in (t for t in targets if t in self.runners):
@@ -200,13 +261,11 @@ class OcppBridge:
                     self._request_stop()
                 else:
                     self._maybe_reset()
-            case UnlockConnector(evse_id=evse_id):
-                runner = self.runners.get(evse_id)
-                if runner is not None:
-                    # F05: a running charge is stopped first; the controller releases
-                    # the cable lock once the power path is open (state CONNECTED).
-                    log.info("evse %d: unlock requested by the CSMS", evse_id)
-                    await runner.submit(StopCharging("unlock"))
+            case UnlockConnector(evse_id=evse_id) if evse_id in self.runners:
+                # F05: a running charge is stopped first; the controller releases
+                # the cable lock once the power path is open (state CONNECTED).
+                log.info("evse %d: unlock requested by the CSMS", evse_id)
+                await self.runners[evse_id].submit(StopCharging("unlock"))
 
     async def _set_available(self, evse_id: int, *, operative: bool) -> None:
         self._available[evse_id] = operative
@@ -220,3 +279,17 @@ class OcppBridge:
         ):
             log.warning("reset requested by the CSMS: restarting now that all EVSEs are idle")
             self._request_stop()
+
+
+def _flags(a: EvseActivity) -> tuple[object, ...]:
+    """What makes a snapshot different (the meter reading alone does not)."""
+    return (
+        a.ev_connected,
+        a.authorized,
+        a.power_path_closed,
+        a.energy_transfer,
+        a.id_token,
+        a.stopped_reason,
+        a.remote_start_id,
+        a.charging_state,
+    )

@@ -58,6 +58,12 @@ async def test_session_is_reported_as_a_transaction(station: Station, csms: Csms
     started = tx_events(csms)[0]
     assert started["eventType"] == "Started" and started["seqNo"] == 0
     assert started["evse"] == {"id": 1, "connectorId": 1}
+    await csms.until(
+        lambda: any(
+            e["transactionInfo"].get("chargingState") == "Charging" for e in tx_events(csms)
+        ),
+        within_s=10,
+    )
     await client.sim("stop")
     await client.wait_for(lambda s: s["cp"] == "B")
     await client.sim("unplug")
@@ -66,6 +72,11 @@ async def test_session_is_reported_as_a_transaction(station: Station, csms: Csms
     events = tx_events(csms)
     assert [e["seqNo"] for e in events] == list(range(len(events)))
     assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+    # E01/E02: started at plug-in (EVConnected + free-vend Authorized), the charging
+    # state follows the power path and the energy flow, ended when the EV left.
+    states = [e["transactionInfo"].get("chargingState") for e in events]
+    assert "Charging" in states
+    assert events[-1]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
     statuses = [f[3]["connectorStatus"] for f in csms.received("StatusNotification")]
     assert "Occupied" in statuses and statuses[-1] == "Available"
 
@@ -81,6 +92,10 @@ async def test_remote_stop_ends_charging(station: Station, csms: Csms) -> None:
     )
     assert answer[0] == 3 and answer[2]["status"] == "Accepted"
     await client.wait_for(lambda s: not s["permission"] and s["state"] in ("stopping", "connected"))
+    await csms.until(lambda: tx_events(csms)[-1]["eventType"] == "Ended", within_s=10)
+    ended = tx_events(csms)[-1]
+    assert ended["transactionInfo"]["stoppedReason"] == "Remote"
+    assert ended["triggerReason"] == "RemoteStop"
 
 
 @pytest.fixture
@@ -110,6 +125,15 @@ async def test_remote_start_offers_energy(manual_station: Station, csms: Csms) -
     assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
     st = await client.wait_for(lambda s: s["state"] == "charging" and s["contactor_closed"])
     assert st["pwm_duty_pct"] is not None
+    await csms.until(lambda: tx_events(csms), within_s=10)
+    first = tx_events(csms)[0]
+    assert first["eventType"] == "Started"
+    # TxStartPoint EVConnected: the cable started it; the remote start arrives as an update
+    await csms.until(
+        lambda: any(e["triggerReason"] == "RemoteStart" for e in tx_events(csms)), within_s=10
+    )
+    authorized = [e for e in tx_events(csms) if e["triggerReason"] == "RemoteStart"]
+    assert authorized[0]["idToken"]["idToken"] == "TAG-1"
 
 
 async def test_change_availability_makes_the_evse_unavailable(station: Station, csms: Csms) -> None:
