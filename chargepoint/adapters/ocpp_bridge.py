@@ -75,6 +75,7 @@ def client_settings(config: Config) -> OcppClientSettings | None:
         security_profile=csms.security_profile,
         csms_root_certificates=Path(csms.ca_file) if csms.ca_file is not None else None,
         subprotocols=tuple(ProtocolVersion(p) for p in csms.subprotocols),
+        websocket_ping_interval_s=round(csms.ping_interval_s),
         station_certificate=Path(csms.client_cert_file) if csms.client_cert_file else None,
         station_private_key=_key_file(csms.client_key),
     )

@@ -175,6 +175,8 @@ class OcppClientSettings:
     validate_own_messages: bool = True
     queue_capacity: int = 1000
     v2x_operation_modes: tuple[str, ...] = ()
+    #: default of OCPPCommCtrlr.WebSocketPingInterval (the CSMS may change it); 0 = off
+    websocket_ping_interval_s: int = 30
     organization_name: str = ""
 
     def __post_init__(self) -> None:
@@ -362,6 +364,7 @@ class OcppClient:
             evse_connectors=s.station.evse_connectors,
             organization_name=s.organization_name,
             v2x_operation_modes=s.v2x_operation_modes,
+            websocket_ping_interval_s=s.websocket_ping_interval_s,
         )
         return OcppStation(
             identity=s.station,

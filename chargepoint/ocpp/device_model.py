@@ -547,6 +547,7 @@ def standard_variables(
     evse_connectors: Mapping[int, int],
     organization_name: str = "",
     v2x_operation_modes: tuple[str, ...] = (),
+    websocket_ping_interval_s: int = 30,
 ) -> list[VariableSpec]:
     """The Core components and variables (OCPP 2.0.1 Part 2 Appendix 3), plus the
     declarations for smart charging, ISO 15118 and OCPP 2.1 V2X.
@@ -587,7 +588,15 @@ def standard_variables(
         _var(OCPP_COMM, VariableKey("OfflineThreshold"), integer, rw, "60", unit="s", min_limit=0),
         _var(OCPP_COMM, VariableKey("ResetRetries"), integer, rw, "2", min_limit=0),
         _var(OCPP_COMM, QUEUE_ALL_MESSAGES, boolean, rw, "false"),
-        _var(OCPP_COMM, WEBSOCKET_PING_INTERVAL, integer, rw, "30", unit="s", min_limit=0),
+        _var(
+            OCPP_COMM,
+            WEBSOCKET_PING_INTERVAL,
+            integer,
+            rw,
+            str(websocket_ping_interval_s),
+            unit="s",
+            min_limit=0,
+        ),
         _var(
             OCPP_COMM,
             VariableKey("FileTransferProtocols"),
