@@ -77,8 +77,11 @@ async def test_session_is_reported_as_a_transaction(station: Station, csms: Csms
     states = [e["transactionInfo"].get("chargingState") for e in events]
     assert "Charging" in states
     assert events[-1]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
-    statuses = [f[3]["connectorStatus"] for f in csms.received("StatusNotification")]
-    assert "Occupied" in statuses and statuses[-1] == "Available"
+    def statuses() -> list[str]:
+        return [f[3]["connectorStatus"] for f in csms.received("StatusNotification")]
+
+    await csms.until(lambda: statuses()[-1] == "Available", within_s=10)
+    assert "Occupied" in statuses()
 
 
 async def test_remote_stop_ends_charging(station: Station, csms: Csms) -> None:
