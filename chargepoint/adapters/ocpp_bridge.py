@@ -25,7 +25,7 @@ from chargepoint.evse.actions import (
     FaultsCleared,
     StateChanged,
 )
-from chargepoint.evse.events import SetAvailable, StartCharging, StopCharging
+from chargepoint.evse.events import ClearFaults, SetAvailable, StartCharging, StopCharging
 from chargepoint.evse.session import SessionSummary
 from chargepoint.iec61851.evse_state import EvseState
 from chargepoint.ocpp.rpc import ProtocolVersion
@@ -123,6 +123,7 @@ class OcppBridge:
         self._available: dict[int, bool] = dict.fromkeys(runners, True)
         self._pending_reset: ResetKind | None = None
         self._scheduled_inoperative: set[int] = set()  # G03.FR.05: after the transaction
+        self._scheduled_evse_reset: set[int] = set()  # B12 OnIdle: after the session
         self._tx: dict[int, _EvseTx] = {evse_id: _EvseTx() for evse_id in runners}
 
     # -- station -> CSMS ----------------------------------------------------------
@@ -153,6 +154,8 @@ class OcppBridge:
                     tx.remote_authorized = False
                     tx.id_token = tx.remote_start_id = tx.stopped_reason = None
                     self._maybe_reset()
+                    if evse_id in self._scheduled_evse_reset:
+                        self.commands.put_nowait(ResetRequested(ResetKind.IMMEDIATE, evse_id))
                     if evse_id in self._scheduled_inoperative:
                         # the scheduled change, now that the session is over
                         self.commands.put_nowait(SetAvailability(evse_id, None, operative=False))
@@ -254,6 +257,17 @@ class OcppBridge:
                         continue
                     self._scheduled_inoperative.discard(target)
                     await self._set_available(target, operative=operative)
+            case ResetRequested(kind=kind, evse_id=evse_id) if evse_id in self.runners:
+                # B12: an EVSE reset re-initialises that EVSE only: its charge is
+                # stopped (the transaction ends per TxStopPoint) and cleared faults go;
+                # OnIdle waits for the session to end (answered Scheduled).
+                if kind is ResetKind.ON_IDLE and self.runners[evse_id].sessions.active:
+                    self._scheduled_evse_reset.add(evse_id)
+                    return
+                self._scheduled_evse_reset.discard(evse_id)
+                log.warning("evse %d: reset requested by the CSMS", evse_id)
+                await self.runners[evse_id].submit(StopCharging("reset"))
+                await self.runners[evse_id].submit(ClearFaults("csms reset"))
             case ResetRequested(kind=kind):
                 self._pending_reset = kind
                 if kind is ResetKind.IMMEDIATE:

@@ -77,6 +77,7 @@ async def test_session_is_reported_as_a_transaction(station: Station, csms: Csms
     states = [e["transactionInfo"].get("chargingState") for e in events]
     assert "Charging" in states
     assert events[-1]["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+
     def statuses() -> list[str]:
         return [f[3]["connectorStatus"] for f in csms.received("StatusNotification")]
 
@@ -202,3 +203,13 @@ async def test_change_availability_during_a_session_is_scheduled(
     await client.wait_for(lambda s: s["state"] == "connected")
     await asyncio.sleep(0.3)
     assert (await client.evse())["pwm_duty_pct"] is None
+
+
+async def test_evse_reset_stops_that_evse_only(station: Station, csms: Csms) -> None:
+    client = Client(station)
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging")
+    answer = await csms.raw_call('[2, "rs-2", "Reset", {"type": "Immediate", "evseId": 1}]', "rs-2")
+    assert answer[0] == 3 and answer[2]["status"] in ("Accepted", "Scheduled"), answer
+    await client.wait_for(lambda s: not s["permission"])
+    assert not station.restart_requested  # the service itself keeps running
