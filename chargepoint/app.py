@@ -17,14 +17,12 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import can
 
 from chargepoint.adapters.control_socket import ControlRequestError, serve_control
 from chargepoint.adapters.evse_runner import EvseDevices, EvseRunner, Listener
-from chargepoint.adapters.ocpp_bridge import OcppBridge, client_settings
-from chargepoint.adapters.ocpp_client import OcppClient
 from chargepoint.adapters.systemd_notify import SystemdNotifier
 from chargepoint.config import (
     CanPowerStageConfig,
@@ -43,7 +41,6 @@ from chargepoint.evse.events import (
     StartCharging,
     StopCharging,
 )
-from chargepoint.ocpp.station_io import StationCommand
 from hal.pilot_serial.driver import SerialPilotBoard
 from hal.pilot_serial.simulated import SimulatedPilotBoard
 from hal.power_can.driver import CanPowerStage
@@ -54,6 +51,11 @@ from hal.sim.ev import SimulatedEv
 from hal.sim.meter import SimulatedMeter
 from hal.sim.plant import Plant
 from hal.sim.world import SimCommandError, SimWorld
+
+if TYPE_CHECKING:
+    from chargepoint.adapters.ocpp_bridge import OcppBridge
+    from chargepoint.adapters.ocpp_client import OcppClientSettings
+    from chargepoint.ocpp.station_io import StationCommand
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,12 @@ class Station:
         self._stop = asyncio.Event()
         self._notifier = SystemdNotifier()
         # Checked now, so a bad [csms] section stops `run` before any hardware is touched.
-        self._ocpp_settings = client_settings(config)
+        # The OCPP stack (ocpp, jsonschema, cryptography: ~20 MB) loads only when used.
+        self._ocpp_settings: OcppClientSettings | None = None
+        if config.csms is not None:
+            from chargepoint.adapters.ocpp_bridge import client_settings  # noqa: PLC0415
+
+            self._ocpp_settings = client_settings(config)
 
     def stop(self) -> None:
         self._stop.set()
@@ -258,14 +265,9 @@ class Station:
                     )
                 )
                 tg.create_task(_named("watchdog", self._notifier.watchdog_loop(self._alive)))
-                settings = self._ocpp_settings
-                if settings is not None:
-                    commands: asyncio.Queue[StationCommand] = asyncio.Queue()
-                    client = OcppClient(settings, commands)
-                    bridge = OcppBridge(client, commands, self.runners, self.restart)
-                    self.listeners.append(bridge.listener)
-                    bridge.start()
-                    tg.create_task(_named("ocpp", client.run()))
+                if self._ocpp_settings is not None:
+                    bridge = self._ocpp_bridge(self._ocpp_settings)
+                    tg.create_task(_named("ocpp", bridge.client.run()))
                     tg.create_task(_named("ocpp-commands", bridge.command_loop()))
                 tg.create_task(self._announce_ready(control_ready))
                 tg.create_task(self._wait_for_stop())
@@ -283,6 +285,16 @@ class Station:
                 await runner.shutdown()
         if crashed is not None:
             raise crashed
+
+    def _ocpp_bridge(self, settings: OcppClientSettings) -> OcppBridge:
+        from chargepoint.adapters.ocpp_bridge import OcppBridge  # noqa: PLC0415
+        from chargepoint.adapters.ocpp_client import OcppClient  # noqa: PLC0415
+
+        commands: asyncio.Queue[StationCommand] = asyncio.Queue()
+        bridge = OcppBridge(OcppClient(settings, commands), commands, self.runners, self.restart)
+        self.listeners.append(bridge.listener)
+        bridge.start()
+        return bridge
 
     async def _announce_ready(self, control_ready: asyncio.Event) -> None:
         await control_ready.wait()
