@@ -42,15 +42,6 @@ from hal.power_stage import PowerMode, PowerStage
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (
-    SwitchPowerStageOff,
-    SetContactorPermission,
-    SetPilotPwm,
-    SetPilotX1,
-    SetPilotF,
-    ClearBoardFaults,
-    SetLock,
-)
 
 KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at least every 50 ms
 RELINK_PERIOD_S = 1.0
@@ -183,7 +174,7 @@ class EvseRunner:
         notices: list[Action] = []
         async with self._lock:
             for action in actions:
-                if isinstance(action, COMMANDS):
+                if isinstance(action, Command):  # the union from actions.py, not a copy
                     await self._command(action)
                 else:
                     notices.append(action)
