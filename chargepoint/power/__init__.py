@@ -1,0 +1,1 @@
+"""Where the operating point comes from: limits from every source, combined (sans-I/O)."""
