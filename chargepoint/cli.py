@@ -151,6 +151,28 @@ def cmd_exi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pki(args: argparse.Namespace) -> int:
+    from chargepoint.adapters.v2g_pki import (  # noqa: PLC0415
+        DEFAULT_SECC_ID,
+        PkiError,
+        create_test_pki,
+    )
+
+    directory = Path(args.dir)
+    secc_id = args.secc_id or DEFAULT_SECC_ID
+    try:
+        pki = create_test_pki(directory, secc_name=secc_id, force=args.force)
+    except (PkiError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"ISO 15118-20 test PKI for SECC {secc_id} written to {directory}")
+    print("  (README.txt says which file is what; pki.json is the manifest)")
+    print(f"  SECC (charger): {pki.secc_chain} + {pki.secc_key}, trusts {pki.oem_root_cert}")
+    print(f"  EV (car):       {pki.ev_chain} + {pki.ev_key}, trusts {pki.v2g_root_cert}")
+    print(f"  contract:       {pki.contract_chain} + {pki.contract_key}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargepoint", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chargepoint {__version__}")
@@ -195,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = exi.add_parser("encode", help="encode a JSON message file and print the EXI hex")
     e.add_argument("file")
     p.set_defaults(func=cmd_exi)
+
+    p = sub.add_parser("pki", help="ISO 15118-20 certificates")
+    pki = p.add_subparsers(dest="pki_command", required=True)
+    t = pki.add_parser("create-test", help="write a test PKI (unencrypted keys) into DIR")
+    t.add_argument("dir", metavar="DIR")
+    t.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
+    t.add_argument("--secc-id", help="CN of the SECC certificate (default: a test id)")
+    p.set_defaults(func=cmd_pki)
 
     p = sub.add_parser("diagram", help="print the EVSE state machine as Graphviz dot")
     p.set_defaults(func=cmd_diagram)
