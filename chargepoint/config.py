@@ -591,6 +591,9 @@ class RuntimeConfig(_Model):
 
 # --------------------------------------------------------------------------- simulation
 
+Iso20Service = Literal["DC_BPT", "DC", "AC_BPT", "AC"]
+ControlMode = Literal["scheduled", "dynamic"]
+
 
 class SimEvConfig(_Model):
     """The simulated vehicle plugged into every simulated EVSE (``[sim]``)."""
@@ -602,6 +605,58 @@ class SimEvConfig(_Model):
     phases: Phases = 3
     max_discharge_power_w: Annotated[Float, Field(ge=0)] = 11_000.0  # 0: no V2G
     wants_ventilation: Bool = False  # signal state D instead of C
+    # With [iso15118]: the simulated car speaks ISO 15118-20 (our own EVCC).
+    hlc_service: Iso20Service = "DC_BPT"
+    control_mode: ControlMode = "dynamic"
+    loop_interval_s: Annotated[Float, Field(ge=0, le=10)] = 0.1
+
+
+# --------------------------------------------------------------------------- ISO 15118-20
+
+class Iso15118Config(_Model):
+    """ISO 15118-20 SECC (``[iso15118]``): high-level communication with the car.
+
+    One V2G server per EVSE: EVSE n listens on ``port + n - 1`` (``port = 0``:
+    an ephemeral port each, for tests). ``interface = "lo"`` serves on ``::1``
+    (simulation, tests); a PLC interface (e.g. ``eth1`` for a QCA7000 on
+    ``qcaspi``) serves on its IPv6 link-local address.
+    """
+
+    interface: Annotated[str, Field(min_length=1, max_length=15)] = "lo"
+    port: Annotated[Int, Field(ge=0, le=65535)] = 15119
+    sdp_port: Annotated[Int, Field(ge=0, le=65535)] = 15118
+    # ISO 15118-20 runs over TLS 1.3 ([V2G20-2356]); "off" is for lab setups only.
+    tls: Literal["on", "off"] = "on"
+    cert_chain: AbsolutePath | None = None  # SECC leaf + sub-CAs (PEM)
+    key: AbsolutePath | None = None  # SECC private key (PEM)
+    client_ca: AbsolutePath | None = None  # OEM root for mutual TLS
+    require_client_cert: Bool = False
+    # Simulated installations: create (once) and use a test PKI in this directory.
+    test_pki_dir: AbsolutePath | None = None
+    # Offered services; None: what each EVSE's kind and hardware allow.
+    services: tuple[Iso20Service, ...] | None = None
+    control_modes: Annotated[tuple[ControlMode, ...], Field(min_length=1)] = (
+        "scheduled",
+        "dynamic",
+    )
+    evse_id_prefix: Annotated[str, Field(min_length=1, max_length=30)] = "DE*OPN*E"
+    allow_discharge: Bool = True  # BPT services are offered only with a bidirectional stage
+    # Timing ([V2G20-1500]/[V2G20-1502]); slower lab cars may need more.
+    charge_loop_timeout_s: Annotated[Float, Field(gt=0, le=10)] = 0.5
+    sequence_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 60.0
+    communication_setup_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 20.0
+
+    @model_validator(mode="after")
+    def _tls_material(self) -> Self:
+        problems: list[tuple[tuple[str | int, ...], str, object]] = []
+        if self.tls == "on" and self.test_pki_dir is None:
+            for name in ("cert_chain", "key"):
+                if getattr(self, name) is None:
+                    problems.append(((name,), "required with tls = 'on' (or test_pki_dir)", None))
+        if self.require_client_cert and self.client_ca is None and self.test_pki_dir is None:
+            problems.append((("client_ca",), "required with require_client_cert", None))
+        _fail(problems, type(self).__name__)
+        return self
 
 
 # --------------------------------------------------------------------------- CSMS
@@ -695,6 +750,7 @@ class Config(_Model):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     sim: SimEvConfig | None = None
     csms: CsmsConfig | None = None
+    iso15118: Iso15118Config | None = None
 
     _source: str = PrivateAttr(default="<config>")
 

@@ -24,21 +24,24 @@ from chargepoint.evse.actions import (
     Command,
     FaultLatched,
     FaultsCleared,
+    PowerDirection,
     SetContactorPermission,
+    SetIsolationMonitor,
     SetLock,
     SetPilotF,
     SetPilotPwm,
     SetPilotX1,
+    SetPowerStage,
     StateChanged,
     SwitchPowerStageOff,
 )
 from chargepoint.evse.controller import EvseController
 from chargepoint.evse.events import Event, IsolationObserved, PilotObserved, TaskCrashed
 from chargepoint.evse.session import MeterSnapshot, SessionSummary, SessionTracker
-from hal.isolation import IsolationMonitor
+from hal.isolation import IsolationMonitor, IsolationReading
 from hal.meter import Meter, MeterReading
 from hal.pilot import PilotBoard
-from hal.power_stage import PowerMode, PowerStage
+from hal.power_stage import PowerMode, PowerStage, PowerStageStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,12 @@ class EvseRunner:
         self.last_summary: SessionSummary | None = None
         self.last_meter: MeterReading | None = None
         self.last_pilot: PilotObserved | None = None
+        self.last_power_stage: PowerStageStatus | None = None
+        self.last_isolation: IsolationReading | None = None
+        # called (synchronously, must not block) after anything observed changed:
+        # the ISO 15118 session follows CP, contactors, voltages and faults this way
+        self.observers: list[Callable[[], None]] = []
+        self._stage_mode = PowerMode.OFF
         self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
         self.ready = asyncio.Event()  # set after the first board status
         self._lock = asyncio.Lock()
@@ -111,8 +120,11 @@ class EvseRunner:
                     async with asyncio.timeout_at(wake):
                         status = await board.read_status()
                     event = pilot_event(status)
+                    changed = event != self.last_pilot
                     self.last_pilot = event
                     actions = ctl.handle(event, self.now())
+                    if changed:
+                        self._observed()
                     if not self.ready.is_set():
                         self.ready.set()
                 else:
@@ -144,10 +156,16 @@ class EvseRunner:
         return True
 
     async def submit(self, event: Event) -> list[Action]:
-        """Feed a command (operator, CSMS, crash report) and carry out the result."""
+        """Feed a command (operator, CSMS, ISO 15118 session, crash report) and carry it out."""
         actions = self.controller.handle(event, self.now())
         await self._execute(actions)
+        if actions:
+            self._observed()
         return actions
+
+    def _observed(self) -> None:
+        for observer in self.observers:
+            observer()
 
     async def report_crash(self, task: str, detail: str) -> None:
         await self.submit(TaskCrashed(task, detail))
@@ -210,11 +228,34 @@ class EvseRunner:
                     await board.clear_faults()
                 case SetLock(locked=locked):
                     await board.set_lock(locked)
-        except HalError as exc:
+                case SetPowerStage():
+                    await self._set_power_stage(command)
+                case SetIsolationMonitor(on=on):
+                    monitor = self.devices.isolation
+                    if monitor is not None:
+                        await (monitor.start() if on else monitor.stop())
+        except (HalError, TimeoutError) as exc:
             log.error("evse %d: %s failed: %s", self.evse_id, command, exc)
+
+    async def _set_power_stage(self, command: SetPowerStage) -> None:
+        stage = self.devices.power_stage
+        if stage is None:
+            return
+        v, i, p = command.voltage_v, command.current_a, command.power_w
+        if command.direction is PowerDirection.EXPORT:
+            await stage.set_export_limits(v, i, p)
+            mode = PowerMode.EXPORT
+        else:
+            await stage.set_import_limits(v, i, p)
+            mode = PowerMode.IMPORT
+        if mode is not self._stage_mode:
+            async with asyncio.timeout(POWER_OFF_TIMEOUT_S):
+                await stage.set_mode(mode)
+            self._stage_mode = mode
 
     async def _power_stage_off(self) -> None:
         stage = self.devices.power_stage
+        self._stage_mode = PowerMode.OFF
         if stage is None:
             return
         try:
@@ -290,7 +331,9 @@ class EvseRunner:
                 log.error("evse %d: power stage read failed: %s", self.evse_id, exc)
                 await asyncio.sleep(RELINK_PERIOD_S)
                 continue
+            self.last_power_stage = status
             await self.submit(power_stage_event(status))
+            self._observed()
 
     async def isolation_loop(self) -> None:
         monitor = self.devices.isolation
@@ -304,4 +347,6 @@ class EvseRunner:
                 await self.submit(IsolationObserved(None, device_fault=True))
                 await asyncio.sleep(RELINK_PERIOD_S)
                 continue
+            self.last_isolation = reading
             await self.submit(isolation_event(reading))
+            self._observed()

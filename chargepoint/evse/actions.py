@@ -8,6 +8,7 @@ of the safety contract: power stage Off before contactor permission off).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from chargepoint.iec61851.cp_state import CpState
 from chargepoint.iec61851.evse_state import EvseState
@@ -39,6 +40,30 @@ class SwitchPowerStageOff:
     pass
 
 
+class PowerDirection(Enum):
+    EXPORT = "export"  # to the EV
+    IMPORT = "import"  # from the EV (V2G)
+
+
+@dataclass(frozen=True, slots=True)
+class SetPowerStage:
+    """Operating point for the DC power stage (only after the controller's gate).
+
+    EXPORT: target voltage, current and power limits; IMPORT: lowest voltage and
+    current/power magnitudes. All values >= 0.
+    """
+
+    direction: PowerDirection
+    voltage_v: float
+    current_a: float
+    power_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetIsolationMonitor:
+    on: bool
+
+
 @dataclass(frozen=True, slots=True)
 class SetLock:
     """Lock or release the cable in a socket outlet (IEC 61851-1 6.3.1.x locking)."""
@@ -59,6 +84,8 @@ Command = (
     | SwitchPowerStageOff
     | SetLock
     | ClearBoardFaults
+    | SetPowerStage
+    | SetIsolationMonitor
 )
 
 
@@ -91,5 +118,19 @@ class ContactorChanged:
     closed: bool
 
 
-Notice = StateChanged | FaultLatched | FaultsCleared | OfferedCurrentChanged | ContactorChanged
+@dataclass(frozen=True, slots=True)
+class HlcPowerRefused:
+    """The session asked for power the controller may not give now (and why)."""
+
+    reason: str
+
+
+Notice = (
+    StateChanged
+    | FaultLatched
+    | FaultsCleared
+    | OfferedCurrentChanged
+    | ContactorChanged
+    | HlcPowerRefused
+)
 Action = Command | Notice

@@ -29,18 +29,26 @@ from chargepoint.evse.actions import (
     ContactorChanged,
     FaultLatched,
     FaultsCleared,
+    HlcPowerRefused,
     OfferedCurrentChanged,
+    PowerDirection,
     SetContactorPermission,
+    SetIsolationMonitor,
     SetLock,
     SetPilotF,
     SetPilotPwm,
     SetPilotX1,
+    SetPowerStage,
     StateChanged,
     SwitchPowerStageOff,
 )
 from chargepoint.evse.events import (
     ClearFaults,
     Event,
+    HlcContactors,
+    HlcIsolationMonitor,
+    HlcPower,
+    HlcSessionEnded,
     IsolationObserved,
     PilotObserved,
     PowerStageObserved,
@@ -53,6 +61,7 @@ from chargepoint.evse.events import (
 from chargepoint.iec61851.cp_state import CpState, PilotOutput
 from chargepoint.iec61851.duty_cycle import HLC_DUTY_PCT, MIN_BASIC_CURRENT_A, duty_for_current
 from chargepoint.iec61851.evse_state import TRANSITIONS, EvseState
+from chargepoint.iso15118.secc.actions import PowerPhase
 from chargepoint.safety.faults import Fault, FaultKind
 from chargepoint.safety.supervisor import SafetySupervisor
 
@@ -89,6 +98,13 @@ class EvseSettings:
     # (IEC 61851-1 A.4) and basic charging never closes the contactors.
     hlc_only: bool = False
     lock_timeout_s: float = 1.0
+    # ISO 15118 power path (DC power stage), from the configuration and the hardware
+    max_voltage_v: float = 1000.0
+    max_export_current_a: float = 0.0
+    max_import_current_a: float = 0.0
+    max_export_power_w: float = 0.0
+    max_import_power_w: float = 0.0
+    precharge_current_a: float = 2.0  # IEC 61851-23: cable check / pre-charge <= 2 A
 
 
 def _unbound() -> RuntimeError:
@@ -136,6 +152,8 @@ class EvseController:
         self._lock_wanted = False
         self._clear_requested = False  # operator asked; retry as board flags clear
         self._board_clear_sent_at: float | None = None
+        self._hlc_contactors = False  # the ISO 15118 session asked for the power path
+        self._stage_on = False  # a non-Off operating point was commanded
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
     def ev_plugged(self) -> bool:
@@ -166,6 +184,9 @@ class EvseController:
         raise _unbound()
 
     def recover(self) -> bool:
+        raise _unbound()
+
+    def hlc_stop(self) -> bool:
         raise _unbound()
 
     # -- public API --------------------------------------------------------
@@ -243,6 +264,16 @@ class EvseController:
                 self._clear_requested = True
                 self._ask_board_to_clear(now)
                 self._try_clear(now, operator=True)
+            case HlcContactors(closed=closed):
+                self._on_hlc_contactors(closed, now)
+            case HlcPower():
+                self._on_hlc_power(event, now)
+            case HlcIsolationMonitor(on=on):
+                self._out.append(SetIsolationMonitor(on))
+            case HlcSessionEnded():
+                self._on_hlc_contactors(False, now)
+                if self._stage_on:
+                    self._stage_off()
         return self._flush()
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -372,6 +403,68 @@ class EvseController:
             )
         self._latch_many("isolation", kinds, now, details)
 
+    # -- ISO 15118 requests (gated here: the session never touches hardware) ---------
+    def _on_hlc_contactors(self, closed: bool, now: float) -> None:
+        self._hlc_contactors = closed
+        if closed:
+            if self._last is not None:
+                self._follow_cp(self._last, now)  # [V2G20-860]: close <= 3 s after C/D
+        elif self.state is EvseState.CHARGING:
+            self._go(self.hlc_stop, now)  # power stage Off, then permission off
+
+    def _on_hlc_power(self, request: HlcPower, now: float) -> None:
+        s = self.settings
+        if request.phase is PowerPhase.OFF:
+            if self._stage_on:
+                self._stage_off()
+            return
+        refused = self._hlc_power_refusal(request)
+        if refused is not None:
+            self._out.append(HlcPowerRefused(refused))
+            if self._stage_on:
+                self._stage_off()
+            return
+        voltage = min(max(0.0, request.voltage_v), s.max_voltage_v)
+        current = request.current_a
+        if request.phase is not PowerPhase.ENERGY:
+            current = min(max(0.0, current), s.precharge_current_a)  # IEC 61851-23
+            power = min(max(0.0, request.power_w), voltage * current)
+            self._stage_on = True
+            self._out.append(SetPowerStage(PowerDirection.EXPORT, voltage, current, power))
+        elif current >= 0.0:
+            current = min(current, s.max_export_current_a)
+            power = min(max(0.0, request.power_w), s.max_export_power_w)
+            self._stage_on = True
+            self._out.append(SetPowerStage(PowerDirection.EXPORT, voltage, current, power))
+        else:
+            current = min(-current, s.max_import_current_a)
+            power = min(abs(request.power_w), s.max_import_power_w)
+            self._stage_on = True
+            self._out.append(SetPowerStage(PowerDirection.IMPORT, voltage, current, power))
+
+    def _hlc_power_refusal(self, request: HlcPower) -> str | None:
+        if not self.settings.has_power_stage:
+            return None if request.phase is PowerPhase.ENERGY else "no DC power stage"
+        if not self.supervisor.may_energize():
+            return "a fault is latched"
+        cp = self._last.cp_state if self._last is not None else CpState.A
+        if cp not in (CpState.C, CpState.D):
+            return f"CP is {cp.value}, not C/D"
+        if request.phase is PowerPhase.ENERGY:
+            if self.state is not EvseState.CHARGING or not self._permission:
+                return "energy before PowerDelivery(Start) closed the power path"
+            if request.current_a < 0.0 and self.settings.max_import_current_a <= 0.0:
+                return "discharge requested but the power stage cannot import"
+            return None
+        if self.state is not EvseState.READY or self._pwm_duty is None:
+            return f"cable check / pre-charge needs 5 % PWM (state {self.state.name})"
+        return None
+
+    def _stage_off(self) -> None:
+        self._stage_on = False
+        if self.settings.has_power_stage:
+            self._out.append(SwitchPowerStageOff())
+
     # -- CP following ----------------------------------------------------------
     def _follow_cp(self, report: PilotObserved, now: float) -> None:
         cp = report.cp_state
@@ -383,6 +476,7 @@ class EvseController:
                 self._try_clear(now, operator=False)  # unplugged: clear what has gone
             return
         if cp is CpState.A:
+            self._hlc_contactors = False
             if self.state is not EvseState.IDLE:
                 self._authorized = False
                 self._stopped_by_evse = False
@@ -404,7 +498,7 @@ class EvseController:
             and report.output is PilotOutput.PWM
             and self._pwm_duty is not None
             and (report.locked or not self.settings.socket_lock)
-            and not self.settings.hlc_only
+            and (not self.settings.hlc_only or self._hlc_contactors)
             and self.supervisor.may_energize()
         ):
             self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s
@@ -470,6 +564,7 @@ class EvseController:
                 self._set_x1(now)  # A.6 seq 10.1: PWM off asks the EV to stop
                 self._stop_deadline = now + self.settings.stop_force_off_s
             case EvseState.FAULT:
+                self._hlc_contactors = False
                 self._safe_off(now, force=True)
                 self._set_f(now, until=now + self.settings.fault_pulse_f_s)
                 self._lock(False, now)  # de-energised first (the commands above)
@@ -498,6 +593,7 @@ class EvseController:
 
     def _safe_off(self, now: float, *, force: bool = False) -> None:
         """Power stage Off first, then contactor permission off."""
+        self._stage_on = False
         if self.settings.has_power_stage:
             self._out.append(SwitchPowerStageOff())
         if self._permission or force:

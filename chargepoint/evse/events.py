@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chargepoint.iec61851.cp_state import CpState, PilotOutput
+from chargepoint.iso15118.secc.actions import PowerPhase
 from chargepoint.safety.faults import FaultKind
 
 
@@ -77,6 +78,41 @@ class ClearFaults:
     requested_by: str = field(default="operator")
 
 
+@dataclass(frozen=True, slots=True)
+class HlcPower:
+    """The ISO 15118 session asks for an operating point (already arbitrated).
+
+    The controller gates it: cable check and pre-charge only with PWM on, CP in
+    C/D and nothing latched, at no more than the pre-charge current; energy only
+    with contactor permission granted. ``current_a`` is signed (+ to the EV).
+    """
+
+    phase: PowerPhase
+    voltage_v: float = 0.0
+    current_a: float = 0.0
+    power_w: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HlcContactors:
+    """PowerDelivery(Start) / (Stop): the session wants the power path closed / open."""
+
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HlcIsolationMonitor:
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HlcSessionEnded:
+    """The ISO 15118 session is over (normally or not): power path back to safe."""
+
+    failed: bool
+    reason: str = ""
+
+
 Event = (
     PilotObserved
     | PowerStageObserved
@@ -87,4 +123,8 @@ Event = (
     | SetCurrentLimit
     | SetAvailable
     | ClearFaults
+    | HlcPower
+    | HlcContactors
+    | HlcIsolationMonitor
+    | HlcSessionEnded
 )

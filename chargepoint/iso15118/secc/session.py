@@ -178,6 +178,7 @@ class SeccSession:
         self._framer: V2gtpFramer | None = None
         self._unix_time = 0.0
         self._paused: _Paused | None = None
+        self.last_request = ""  # name of the last request decoded (logs, live view)
         self._reset_session()
 
     def _reset_session(self) -> None:
@@ -395,7 +396,8 @@ class SeccSession:
             log.warning("undecodable %#06x message in %s: %s", payload_type, self.state.name, exc)
             self._reject_now(self._expected_request(), _R.FAILED, f"undecodable: {exc}", now)
             return
-        log.debug("EV -> SECC %s", type(message).__name__)
+        self.last_request = type(message).__name__
+        log.debug("EV -> SECC %s", self.last_request)
         try:
             self._dispatch(message, now)
         except _RequestRejected as rejected:
