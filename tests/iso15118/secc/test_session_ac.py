@@ -35,10 +35,7 @@ def start_ac(h: Harness, service: int, parameter_set: int) -> None:
         )
     res = h.send(req)
     assert isinstance(res, m.AC_ChargeParameterDiscoveryRes) and res.response_code is R.OK
-    if parameter_set == 2:
-        sched = h.schedule_dynamic()
-    else:
-        sched = h.schedule_scheduled()
+    sched = h.schedule_dynamic() if parameter_set == 2 else h.schedule_scheduled()
     assert sched.response_code is R.OK
     assert h.session.state is SeccState.POWER_DELIVERY
     tuple_id = 2 if parameter_set == 1 and bpt else (1 if parameter_set == 1 else None)

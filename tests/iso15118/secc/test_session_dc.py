@@ -278,9 +278,7 @@ def test_service_renegotiation_goes_back_to_service_discovery() -> None:
     h.power_delivery(m.ChargeProgress.Stop)
     h.set_view(contactors_closed=False)
     res = h.send(
-        m.SessionStopReq(
-            header=h.header(), charging_session=m.ChargingSession.ServiceRenegotiation
-        )
+        m.SessionStopReq(header=h.header(), charging_session=m.ChargingSession.ServiceRenegotiation)
     )
     assert isinstance(res, m.SessionStopRes) and res.response_code is R.OK
     assert h.session.state is SeccState.SERVICE_DISCOVERY

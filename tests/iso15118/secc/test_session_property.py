@@ -82,7 +82,7 @@ volts = st.floats(min_value=0, max_value=1_000, allow_nan=False)
 def rq(draw: st.DrawFn, h: Harness) -> BaseModel:
     """The request a conforming EV would send next, with random values."""
     hdr = h.header()
-    ns_dc = h.session._namespace != AC_NS  # noqa: SLF001 - the test peeks at the namespace
+    ns_dc = h.session._namespace != AC_NS
     state = h.session.state
     sel = h.session.selection
     if state is S.WAIT_SAP:
@@ -186,7 +186,7 @@ def rq(draw: st.DrawFn, h: Harness) -> BaseModel:
         return m.DC_PreChargeReq(
             header=hdr, ev_processing=processing, ev_present_voltage=v, ev_target_voltage=v
         )
-    if state in (S.POWER_DELIVERY, S.CHARGE_LOOP) and draw(st.integers(0, 4)) == 0 or (
+    if (state in (S.POWER_DELIVERY, S.CHARGE_LOOP) and draw(st.integers(0, 4)) == 0) or (
         state is S.POWER_DELIVERY
     ):
         progress = draw(st.sampled_from(list(m.ChargeProgress)))
@@ -279,9 +279,10 @@ def _loop_request(draw: st.DrawFn, h: Harness, hdr: m.MessageHeader, ns_dc: bool
         if bpt:
             mode = {
                 "bpt_dynamic_ac_cl_req_control_mode": m.BPT_Dynamic_AC_CLReqControlMode(
-                    **dyn, ev_maximum_discharge_power=rn(draw(values)),
+                    **dyn,
+                    ev_maximum_discharge_power=rn(draw(values)),
                     ev_minimum_discharge_power=rn(0),
-                )  # fmt: skip
+                )
             }
         else:
             mode = {"dynamic_ac_cl_req_control_mode": m.Dynamic_AC_CLReqControlMode(**dyn)}
