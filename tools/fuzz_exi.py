@@ -45,45 +45,45 @@ PTS = (0x8001, 0x8002, 0x8003, 0x8004)
 
 def builtin_seeds() -> list[tuple[int, bytes]]:
     def rn(v: int, e: int = 0) -> m.RationalNumber:
-        return m.RationalNumber(Exponent=e, Value=v)
+        return m.RationalNumber(exponent=e, value=v)
 
-    hdr = m.MessageHeader(SessionID=b"\x01" * 8, TimeStamp=123456789)
+    hdr = m.MessageHeader(session_id=b"\x01" * 8, time_stamp=123456789)
     msgs = [
         m.DC_ChargeLoopReq(
-            Header=hdr,
-            MeterInfoRequested=False,
-            EVPresentVoltage=rn(400),
-            BPT_Dynamic_DC_CLReqControlMode=m.BPT_Dynamic_DC_CLReqControlMode(
-                EVTargetEnergyRequest=rn(1),
-                EVMaximumEnergyRequest=rn(2),
-                EVMinimumEnergyRequest=rn(-3),
-                EVMaximumChargePower=rn(4),
-                EVMinimumChargePower=rn(5),
-                EVMaximumChargeCurrent=rn(6),
-                EVMaximumVoltage=rn(7),
-                EVMinimumVoltage=rn(8),
-                EVMaximumDischargePower=rn(-9),
-                EVMinimumDischargePower=rn(-10),
-                EVMaximumDischargeCurrent=rn(-11),
+            header=hdr,
+            meter_info_requested=False,
+            ev_present_voltage=rn(400),
+            bpt_dynamic_dc_cl_req_control_mode=m.BPT_Dynamic_DC_CLReqControlMode(
+                ev_target_energy_request=rn(1),
+                ev_maximum_energy_request=rn(2),
+                ev_minimum_energy_request=rn(-3),
+                ev_maximum_charge_power=rn(4),
+                ev_minimum_charge_power=rn(5),
+                ev_maximum_charge_current=rn(6),
+                ev_maximum_voltage=rn(7),
+                ev_minimum_voltage=rn(8),
+                ev_maximum_discharge_power=rn(-9),
+                ev_minimum_discharge_power=rn(-10),
+                ev_maximum_discharge_current=rn(-11),
             ),
         ),
         m.ServiceDetailRes(
-            Header=hdr,
-            ResponseCode="OK",
-            ServiceID=2,
-            ServiceParameterList=m.ServiceParameterList(
-                ParameterSet=[
+            header=hdr,
+            response_code="OK",
+            service_id=2,
+            service_parameter_list=m.ServiceParameterList(
+                parameter_set=[
                     m.ParameterSet(
-                        ParameterSetID=1,
-                        Parameter=[
-                            m.Parameter(Name="Connector", intValue=2),
-                            m.Parameter(Name="x", finiteString="abc"),
+                        parameter_set_id=1,
+                        parameter=[
+                            m.Parameter(name="Connector", int_value=2),
+                            m.Parameter(name="x", finite_string="abc"),
                         ],
                     )
                 ]
             ),
         ),
-        m.SessionSetupReq(Header=hdr, EVCCID="WMIV1234567890ABCDEX"),
+        m.SessionSetupReq(header=hdr, evccid="WMIV1234567890ABCDEX"),
     ]
     return [(exi.payload_type_of(x), exi.encode(x)) for x in msgs]
 

@@ -9,17 +9,13 @@ import os
 import shutil
 import string
 import subprocess
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
-import annotated_types
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from chargepoint.iso15118.exi import _codec
-from chargepoint.iso15118.messages._base import ExiModel
+from chargepoint.iso15118.messages._base import ExiModel, FieldSpec
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared" / "iso15118-20"
@@ -82,44 +78,21 @@ def json_equal(ours: Any, vector: Any) -> bool:
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-_.:", min_size=0, max_size=12)
 
 
-def _constraints(meta: list[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for m in meta:
-        if isinstance(m, annotated_types.Ge):
-            out["ge"] = m.ge
-        elif isinstance(m, annotated_types.Le):
-            out["le"] = m.le
-        elif isinstance(m, annotated_types.MinLen):
-            out["min_len"] = m.min_length
-        elif isinstance(m, annotated_types.MaxLen):
-            out["max_len"] = m.max_length
-        elif hasattr(m, "metadata"):
-            out.update(_constraints(list(m.metadata)))
-    return out
-
-
-def _strategy(tp: Any, meta: list[Any], list_cap: int) -> st.SearchStrategy[Any]:
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        base, *extra = typing.get_args(tp)
-        return _strategy(base, [*meta, *extra], list_cap)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _strategy(args[0], meta, list_cap)
-    c = _constraints(meta)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        lo = c.get("min_len", 0)
-        hi = min(c.get("max_len", list_cap), max(lo, list_cap))
-        return st.lists(_strategy(item, [], list_cap), min_size=lo, max_size=hi)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return model_strategy(tp, list_cap)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return st.sampled_from(list(tp))
-    if tp is bool:
+def field_strategy(f: FieldSpec, list_cap: int, whole: bool = True) -> st.SearchStrategy[Any]:
+    """Values of one model field from its ``exi_fields`` entry (a list for list fields
+    unless ``whole`` is False)."""
+    if f.is_list and whole:
+        lo = f.min_items
+        hi = min(f.max_items if f.max_items is not None else list_cap, max(lo, list_cap))
+        return st.lists(field_strategy(f, list_cap, whole=False), min_size=lo, max_size=hi)
+    if f.kind == "model":
+        return model_strategy(f.py_type, list_cap)
+    if f.kind == "enum":
+        return st.sampled_from(list(f.py_type))
+    if f.kind == "bool":
         return st.booleans()
-    if tp is int:
-        lo, hi = c.get("ge"), c.get("le")
+    if f.kind == "int":
+        lo, hi = f.ge, f.le
         edges = [
             x
             for x in (lo, hi, 0, 1, 127, 128, -1, -129)
@@ -128,57 +101,58 @@ def _strategy(tp: Any, meta: list[Any], list_cap: int) -> st.SearchStrategy[Any]
         lo = lo if lo is not None else -(2**70)
         hi = hi if hi is not None else 2**70
         return st.one_of(st.sampled_from(edges), st.integers(lo, hi))
-    if tp is str:
+    if f.kind == "str":
         return st.text(
             alphabet=string.ascii_letters + string.digits + "-_.:",
             min_size=1,
-            max_size=min(c.get("max_len", 12), 12),
+            max_size=min(f.max_length or 12, 12),
         )
-    if tp is bytes:
-        lo = c.get("min_len", 0)
-        hi = c.get("max_len", lo + 20)
+    if f.kind == "bytes":
+        lo = f.min_length or 0
+        hi = f.max_length if f.max_length is not None else lo + 20
         return st.binary(min_size=lo, max_size=min(hi, lo + 20))
-    raise NotImplementedError(tp)
+    raise NotImplementedError(f)
 
 
-_CACHE: dict[tuple[type[BaseModel], int], st.SearchStrategy[Any]] = {}
+_CACHE: dict[tuple[type[ExiModel], int], st.SearchStrategy[Any]] = {}
 
 
-def model_strategy(cls: type[BaseModel], list_cap: int = 3) -> st.SearchStrategy[Any]:
+def model_strategy(cls: type[ExiModel], list_cap: int = 3) -> st.SearchStrategy[Any]:
     """Strategy producing valid instances of a generated model (choices respected)."""
     key = (cls, list_cap)
     if key in _CACHE:
         return _CACHE[key]
-    choices: tuple[tuple[tuple[str, ...], int, int | None], ...] = getattr(cls, "_exi_choices", ())
+    choices = cls.exi_choices
     in_choice = {n for names, _lo, _hi in choices for n in names}
     plain: dict[str, st.SearchStrategy[Any]] = {}
     optional: dict[str, st.SearchStrategy[Any]] = {}
-    for name, info in cls.model_fields.items():
+    for info in cls.exi_fields:
+        name = info.name
         if name in in_choice:
             continue
-        s = st.deferred(lambda info=info: _strategy(info.annotation, list(info.metadata), list_cap))
-        if info.is_required():
+        s = st.deferred(lambda info=info: field_strategy(info, list_cap))
+        if not info.optional:
             plain[name] = s
         else:
             optional[name] = s
     choice_strats = []
+    specs = {f.name: f for f in cls.exi_fields}
     for names, lo, _hi in choices:
-        fields = {n: cls.model_fields[n] for n in names}
+        fields = {n: specs[n] for n in names}
 
         def pick(
             names: tuple[str, ...] = names, lo: int = lo, fields: dict[str, Any] = fields
         ) -> st.SearchStrategy[dict[str, Any]]:
             opts = [st.just({})] if lo == 0 else []
             for n in names:
-                info = fields[n]
-                inner = _strategy(info.annotation, list(info.metadata), list_cap)
+                inner = field_strategy(fields[n], list_cap)
                 opts.append(st.fixed_dictionaries({n: inner}))
             return st.one_of(*opts)
 
         choice_strats.append(st.deferred(pick))
 
     @st.composite
-    def build(draw: st.DrawFn) -> BaseModel:
+    def build(draw: st.DrawFn) -> ExiModel:
         kwargs: dict[str, Any] = {n: draw(s) for n, s in plain.items()}
         for n, s in optional.items():
             if draw(st.booleans()):
@@ -189,11 +163,20 @@ def model_strategy(cls: type[BaseModel], list_cap: int = 3) -> st.SearchStrategy
             for n, v in draw(cs).items():
                 if v != []:
                     kwargs[n] = v
-        return cls.model_validate(kwargs)
+        return cls(**kwargs).validate()
 
     strat = build().filter(lambda m: m is not None)
     _CACHE[key] = strat
     return strat
+
+
+def fields_of(model: ExiModel) -> dict[str, Any]:
+    """Keyword arguments that rebuild ``model`` (the fields that are not None)."""
+    return {
+        f.name: getattr(model, f.name)
+        for f in model.exi_fields
+        if getattr(model, f.name) is not None
+    }
 
 
 # -------------------------------------------------------------------- oracle
@@ -225,21 +208,21 @@ def run_oracle(items: list[tuple[int, bytes]], timeout: float = 600) -> list[dic
     return results
 
 
-def lexical(model: BaseModel) -> Any:
+def lexical(model: ExiModel) -> Any:
     """Model -> tree comparable with the oracle's XML tree (leaves as lexical forms)."""
     out: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
+    for info in model.exi_fields:
+        value = getattr(model, info.name)
         if value is None:
             continue
-        out[info.alias or name] = _lex(value)
+        out[info.alias] = _lex(value)
     if set(out) == {"value"} and not isinstance(out["value"], dict):
         return out["value"]
     return out
 
 
 def _lex(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if isinstance(value, ExiModel):
         return lexical(value)
     if isinstance(value, list):
         return [_lex(v) for v in value]

@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from chargepoint.iso15118 import exi
 from chargepoint.iso15118.messages import app_protocol as sap
 from chargepoint.iso15118.messages import iso20 as m
 from chargepoint.iso15118.messages import xmldsig as ds
+from chargepoint.iso15118.messages._base import ExiModel
 from tests.iso15118.exi_support import (
-    _strategy,
     all_message_classes,
+    field_strategy,
+    fields_of,
     lexical,
     lexical_equal,
     model_strategy,
@@ -38,196 +39,206 @@ SID = bytes.fromhex("CCEC07A64440C546")
 
 
 def rn(v: int, e: int = 0) -> m.RationalNumber:
-    return m.RationalNumber(Exponent=e, Value=v)
+    return m.RationalNumber(exponent=e, value=v)
 
 
 def hdr(signed: bool = False) -> m.MessageHeader:
     sig = None
     if signed:
         sig = ds.Signature(
-            Id="sig1",
-            SignedInfo=ds.SignedInfo(
-                CanonicalizationMethod=ds.CanonicalizationMethod(
-                    Algorithm="http://www.w3.org/TR/canonical-exi/"
+            id="sig1",
+            signed_info=ds.SignedInfo(
+                canonicalization_method=ds.CanonicalizationMethod(
+                    algorithm="http://www.w3.org/TR/canonical-exi/"
                 ),
-                SignatureMethod=ds.SignatureMethod(
-                    Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
+                signature_method=ds.SignatureMethod(
+                    algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
                 ),
-                Reference=[
+                reference=[
                     ds.Reference(
-                        URI="#id1",
-                        Transforms=ds.Transforms(
-                            Transform=[
-                                ds.Transform(Algorithm="http://www.w3.org/TR/canonical-exi/")
+                        uri="#id1",
+                        transforms=ds.Transforms(
+                            transform=[
+                                ds.Transform(algorithm="http://www.w3.org/TR/canonical-exi/")
                             ]
                         ),
-                        DigestMethod=ds.DigestMethod(
-                            Algorithm="http://www.w3.org/2001/04/xmlenc#sha512"
+                        digest_method=ds.DigestMethod(
+                            algorithm="http://www.w3.org/2001/04/xmlenc#sha512"
                         ),
-                        DigestValue=bytes(range(64)),
+                        digest_value=bytes(range(64)),
                     )
                 ],
             ),
-            SignatureValue=ds.SignatureValue(value=bytes(range(132))),
-            KeyInfo=ds.KeyInfo(
-                KeyName=["key-1"],
-                X509Data=[
+            signature_value=ds.SignatureValue(value=bytes(range(132))),
+            key_info=ds.KeyInfo(
+                key_name=["key-1"],
+                x509_data=[
                     ds.X509Data(
-                        X509IssuerSerial=[
-                            ds.X509IssuerSerial(X509IssuerName="CN=Test", X509SerialNumber=2**70)
+                        x509_issuer_serial=[
+                            ds.X509IssuerSerial(
+                                x509_issuer_name="CN=Test", x509_serial_number=2**70
+                            )
                         ]
                     )
                 ],
             ),
         )
-    return m.MessageHeader(SessionID=SID, TimeStamp=1761652391, Signature=sig)
+    return m.MessageHeader(session_id=SID, time_stamp=1761652391, signature=sig)
 
 
 def entries(n: int, three_phase: bool = False) -> list[m.PowerScheduleEntry]:
     return [
         m.PowerScheduleEntry(
-            Duration=60 + i,
-            Power=rn(i % 30000 - 15000, -1),
-            Power_L2=rn(i) if three_phase else None,
-            Power_L3=rn(-i) if three_phase else None,
+            duration=60 + i,
+            power=rn(i % 30000 - 15000, -1),
+            power_l2=rn(i) if three_phase else None,
+            power_l3=rn(-i) if three_phase else None,
         )
         for i in range(n)
     ]
 
 
-def handmade() -> list[BaseModel]:
+def handmade() -> list[ExiModel]:
     dyn_req = m.BPT_Dynamic_DC_CLReqControlMode(
-        DepartureTime=7200,
-        EVTargetEnergyRequest=rn(40, 3),
-        EVMaximumEnergyRequest=rn(6000, 1),
-        EVMinimumEnergyRequest=rn(-20000),
-        EVMaximumChargePower=rn(300, 3),
-        EVMinimumChargePower=rn(100),
-        EVMaximumChargeCurrent=rn(300),
-        EVMaximumVoltage=rn(1000),
-        EVMinimumVoltage=rn(10),
-        EVMaximumDischargePower=rn(-300, 3),
-        EVMinimumDischargePower=rn(-100),
-        EVMaximumDischargeCurrent=rn(-300),
-        EVMaximumV2XEnergyRequest=rn(5000),
-        EVMinimumV2XEnergyRequest=rn(0),
+        departure_time=7200,
+        ev_target_energy_request=rn(40, 3),
+        ev_maximum_energy_request=rn(6000, 1),
+        ev_minimum_energy_request=rn(-20000),
+        ev_maximum_charge_power=rn(300, 3),
+        ev_minimum_charge_power=rn(100),
+        ev_maximum_charge_current=rn(300),
+        ev_maximum_voltage=rn(1000),
+        ev_minimum_voltage=rn(10),
+        ev_maximum_discharge_power=rn(-300, 3),
+        ev_minimum_discharge_power=rn(-100),
+        ev_maximum_discharge_current=rn(-300),
+        ev_maximum_v2_x_energy_request=rn(5000),
+        ev_minimum_v2_x_energy_request=rn(0),
     )
-    out: list[BaseModel] = [
+    out: list[ExiModel] = [
         m.DC_ChargeLoopReq(
-            Header=hdr(),
-            MeterInfoRequested=True,
-            EVPresentVoltage=rn(4000, -1),
-            BPT_Dynamic_DC_CLReqControlMode=dyn_req,
+            header=hdr(),
+            meter_info_requested=True,
+            ev_present_voltage=rn(4000, -1),
+            bpt_dynamic_dc_cl_req_control_mode=dyn_req,
         ),
         m.DC_ChargeLoopReq(
-            Header=hdr(),
-            MeterInfoRequested=False,
-            EVPresentVoltage=rn(400),
-            BPT_Scheduled_DC_CLReqControlMode=m.BPT_Scheduled_DC_CLReqControlMode(
-                EVTargetCurrent=rn(100), EVTargetVoltage=rn(400), EVMaximumDischargePower=rn(-50, 3)
+            header=hdr(),
+            meter_info_requested=False,
+            ev_present_voltage=rn(400),
+            bpt_scheduled_dc_cl_req_control_mode=m.BPT_Scheduled_DC_CLReqControlMode(
+                ev_target_current=rn(100),
+                ev_target_voltage=rn(400),
+                ev_maximum_discharge_power=rn(-50, 3),
             ),
         ),
         m.DC_ChargeLoopRes(
-            Header=hdr(),
-            ResponseCode="OK",
-            EVSEPresentCurrent=rn(-1234, -1),
-            EVSEPresentVoltage=rn(4000, -1),
-            EVSEPowerLimitAchieved=False,
-            EVSECurrentLimitAchieved=True,
-            EVSEVoltageLimitAchieved=False,
-            EVSEStatus=m.EVSEStatus(NotificationMaxDelay=60, EVSENotification="Pause"),
-            MeterInfo=m.MeterInfo(
-                MeterID="M1",
-                ChargedEnergyReadingWh=2**40,
-                BPT_DischargedEnergyReadingWh=5,
-                MeterSignature=bytes(64),
-                MeterStatus=-3,
-                MeterTimestamp=2**63,
+            header=hdr(),
+            response_code="OK",
+            evse_present_current=rn(-1234, -1),
+            evse_present_voltage=rn(4000, -1),
+            evse_power_limit_achieved=False,
+            evse_current_limit_achieved=True,
+            evse_voltage_limit_achieved=False,
+            evse_status=m.EVSEStatus(notification_max_delay=60, evse_notification="Pause"),
+            meter_info=m.MeterInfo(
+                meter_id="M1",
+                charged_energy_reading_wh=2**40,
+                bpt_discharged_energy_reading_wh=5,
+                meter_signature=bytes(64),
+                meter_status=-3,
+                meter_timestamp=2**63,
             ),
-            BPT_Dynamic_DC_CLResControlMode=m.BPT_Dynamic_DC_CLResControlMode(
-                DepartureTime=1,
-                MinimumSOC=0,
-                TargetSOC=100,
-                AckMaxDelay=65535,
-                EVSEMaximumChargePower=rn(150, 3),
-                EVSEMinimumChargePower=rn(0),
-                EVSEMaximumChargeCurrent=rn(300),
-                EVSEMaximumVoltage=rn(1000),
-                EVSEMaximumDischargePower=rn(-150, 3),
-                EVSEMinimumDischargePower=rn(0),
-                EVSEMaximumDischargeCurrent=rn(-300),
-                EVSEMinimumVoltage=rn(200),
+            bpt_dynamic_dc_cl_res_control_mode=m.BPT_Dynamic_DC_CLResControlMode(
+                departure_time=1,
+                minimum_soc=0,
+                target_soc=100,
+                ack_max_delay=65535,
+                evse_maximum_charge_power=rn(150, 3),
+                evse_minimum_charge_power=rn(0),
+                evse_maximum_charge_current=rn(300),
+                evse_maximum_voltage=rn(1000),
+                evse_maximum_discharge_power=rn(-150, 3),
+                evse_minimum_discharge_power=rn(0),
+                evse_maximum_discharge_current=rn(-300),
+                evse_minimum_voltage=rn(200),
             ),
         ),
         m.DC_ChargeLoopRes(
-            Header=hdr(),
-            ResponseCode="FAILED_WrongChargeParameter",
-            EVSEPresentCurrent=rn(1),
-            EVSEPresentVoltage=rn(2),
-            EVSEPowerLimitAchieved=True,
-            EVSECurrentLimitAchieved=True,
-            EVSEVoltageLimitAchieved=True,
-            BPT_Scheduled_DC_CLResControlMode=m.BPT_Scheduled_DC_CLResControlMode(),
+            header=hdr(),
+            response_code="FAILED_WrongChargeParameter",
+            evse_present_current=rn(1),
+            evse_present_voltage=rn(2),
+            evse_power_limit_achieved=True,
+            evse_current_limit_achieved=True,
+            evse_voltage_limit_achieved=True,
+            bpt_scheduled_dc_cl_res_control_mode=m.BPT_Scheduled_DC_CLResControlMode(),
         ),
         m.AC_ChargeLoopRes(
-            Header=hdr(),
-            ResponseCode="OK",
-            BPT_Dynamic_AC_CLResControlMode=m.BPT_Dynamic_AC_CLResControlMode(
-                EVSETargetActivePower=rn(-7, 3)
+            header=hdr(),
+            response_code="OK",
+            bpt_dynamic_ac_cl_res_control_mode=m.BPT_Dynamic_AC_CLResControlMode(
+                evse_target_active_power=rn(-7, 3)
             ),
         ),
         m.PowerDeliveryReq(
-            Header=hdr(),
-            EVProcessing="Finished",
-            ChargeProgress="Start",
-            EVPowerProfile=m.EVPowerProfile(
-                TimeAnchor=0,
-                Dynamic_EVPPTControlMode=m.Dynamic_EVPPTControlMode(),
-                EVPowerProfileEntries=m.EVPowerProfileEntryList(EVPowerProfileEntry=entries(2048)),
+            header=hdr(),
+            ev_processing="Finished",
+            charge_progress="Start",
+            ev_power_profile=m.EVPowerProfile(
+                time_anchor=0,
+                dynamic_evppt_control_mode=m.Dynamic_EVPPTControlMode(),
+                ev_power_profile_entries=m.EVPowerProfileEntryList(
+                    ev_power_profile_entry=entries(2048)
+                ),
             ),
-            BPT_ChannelSelection="Discharge",
+            bpt_channel_selection="Discharge",
         ),
         m.PowerDeliveryReq(
-            Header=hdr(),
-            EVProcessing="Ongoing",
-            ChargeProgress="Start",
-            EVPowerProfile=m.EVPowerProfile(
-                TimeAnchor=5,
-                Scheduled_EVPPTControlMode=m.Scheduled_EVPPTControlMode(SelectedScheduleTupleID=3),
-                EVPowerProfileEntries=m.EVPowerProfileEntryList(EVPowerProfileEntry=entries(2047)),
+            header=hdr(),
+            ev_processing="Ongoing",
+            charge_progress="Start",
+            ev_power_profile=m.EVPowerProfile(
+                time_anchor=5,
+                scheduled_evppt_control_mode=m.Scheduled_EVPPTControlMode(
+                    selected_schedule_tuple_id=3
+                ),
+                ev_power_profile_entries=m.EVPowerProfileEntryList(
+                    ev_power_profile_entry=entries(2047)
+                ),
             ),
         ),
         m.ScheduleExchangeRes(
-            Header=hdr(),
-            ResponseCode="OK",
-            EVSEProcessing="Finished",
-            Scheduled_SEResControlMode=m.Scheduled_SEResControlMode(
-                ScheduleTuple=[
+            header=hdr(),
+            response_code="OK",
+            evse_processing="Finished",
+            scheduled_se_res_control_mode=m.Scheduled_SEResControlMode(
+                schedule_tuple=[
                     m.ScheduleTuple(
-                        ScheduleTupleID=i + 1,
-                        ChargingSchedule=m.ChargingSchedule(
-                            PowerSchedule=m.PowerSchedule(
-                                TimeAnchor=1,
-                                PowerScheduleEntries=m.PowerScheduleEntryList(
-                                    PowerScheduleEntry=entries(1024 - i, three_phase=i == 1)
+                        schedule_tuple_id=i + 1,
+                        charging_schedule=m.ChargingSchedule(
+                            power_schedule=m.PowerSchedule(
+                                time_anchor=1,
+                                power_schedule_entries=m.PowerScheduleEntryList(
+                                    power_schedule_entry=entries(1024 - i, three_phase=i == 1)
                                 ),
                             )
                         ),
-                        DischargingSchedule=m.ChargingSchedule(
-                            PowerSchedule=m.PowerSchedule(
-                                TimeAnchor=2,
-                                PowerScheduleEntries=m.PowerScheduleEntryList(
-                                    PowerScheduleEntry=entries(10)
+                        discharging_schedule=m.ChargingSchedule(
+                            power_schedule=m.PowerSchedule(
+                                time_anchor=2,
+                                power_schedule_entries=m.PowerScheduleEntryList(
+                                    power_schedule_entry=entries(10)
                                 ),
                             ),
-                            PriceLevelSchedule=m.PriceLevelSchedule(
-                                Id="pls1",
-                                TimeAnchor=0,
-                                PriceScheduleID=1,
-                                NumberOfPriceLevels=4,
-                                PriceLevelScheduleEntries=m.PriceLevelScheduleEntryList(
-                                    PriceLevelScheduleEntry=[
-                                        m.PriceLevelScheduleEntry(Duration=k, PriceLevel=k % 4)
+                            price_level_schedule=m.PriceLevelSchedule(
+                                id="pls1",
+                                time_anchor=0,
+                                price_schedule_id=1,
+                                number_of_price_levels=4,
+                                price_level_schedule_entries=m.PriceLevelScheduleEntryList(
+                                    price_level_schedule_entry=[
+                                        m.PriceLevelScheduleEntry(duration=k, price_level=k % 4)
                                         for k in range(1024)
                                     ]
                                 ),
@@ -239,63 +250,64 @@ def handmade() -> list[BaseModel]:
             ),
         ),
         m.ScheduleExchangeReq(
-            Header=hdr(signed=True),
-            MaximumSupportingPoints=1024,
-            Dynamic_SEReqControlMode=m.Dynamic_SEReqControlMode(
-                DepartureTime=7200,
-                EVTargetEnergyRequest=rn(1),
-                EVMaximumEnergyRequest=rn(2),
-                EVMinimumEnergyRequest=rn(-3),
+            header=hdr(signed=True),
+            maximum_supporting_points=1024,
+            dynamic_se_req_control_mode=m.Dynamic_SEReqControlMode(
+                departure_time=7200,
+                ev_target_energy_request=rn(1),
+                ev_maximum_energy_request=rn(2),
+                ev_minimum_energy_request=rn(-3),
             ),
         ),
         m.ServiceDetailRes(
-            Header=hdr(),
-            ResponseCode="OK",
-            ServiceID=6,
-            ServiceParameterList=m.ServiceParameterList(
-                ParameterSet=[
+            header=hdr(),
+            response_code="OK",
+            service_id=6,
+            service_parameter_list=m.ServiceParameterList(
+                parameter_set=[
                     m.ParameterSet(
-                        ParameterSetID=s,
-                        Parameter=[m.Parameter(Name=f"P{k % 5}", intValue=k) for k in range(32)],
+                        parameter_set_id=s,
+                        parameter=[m.Parameter(name=f"P{k % 5}", int_value=k) for k in range(32)],
                     )
                     for s in range(32)
                 ]
             ),
         ),
         sap.SupportedAppProtocolReq(
-            AppProtocol=[
+            app_protocol=[
                 sap.AppProtocol(
-                    ProtocolNamespace="urn:iso:std:iso:15118:-20:DC",
-                    VersionNumberMajor=1,
-                    VersionNumberMinor=0,
-                    SchemaID=k,
-                    Priority=k + 1,
+                    protocol_namespace="urn:iso:std:iso:15118:-20:DC",
+                    version_number_major=1,
+                    version_number_minor=0,
+                    schema_id=k,
+                    priority=k + 1,
                 )
                 for k in range(20)
             ]
         ),
-        sap.SupportedAppProtocolRes(ResponseCode="Failed_NoNegotiation"),
+        sap.SupportedAppProtocolRes(response_code="Failed_NoNegotiation"),
     ]
     return out
 
 
-def _variants(data: st.DataObject, cls: type[BaseModel], count: int) -> list[BaseModel]:
+def _variants(data: st.DataObject, cls: type[ExiModel], count: int) -> list[ExiModel]:
     """``count`` random instances plus one per alternative of every top-level choice."""
     out = [data.draw(model_strategy(cls)) for _ in range(count)]
-    for names, _lo, _hi in getattr(cls, "_exi_choices", ()):
+    specs = {f.name: f for f in cls.exi_fields}
+    for names, _lo, _hi in cls.exi_choices:
         for name in names:
             base = data.draw(model_strategy(cls))
-            info = cls.model_fields[name]
-            value = data.draw(_strategy(info.annotation, list(info.metadata), 3))
+            info = specs[name]
+            value = data.draw(field_strategy(info, 3))
             upd: dict[str, Any] = dict.fromkeys(names)
             upd[name] = value if value != [] else None
             if upd[name] is None:
                 continue
-            out.append(cls.model_validate({**base.model_dump(exclude_none=True), **upd}))
+            out.append(cls(**{**fields_of(base), **upd}).validate())
     return out
 
 
-def check(messages: list[BaseModel]) -> None:
+def check(messages: list[ExiModel]) -> None:
     items = []
     for msg in messages:
         items.append((exi.payload_type_of(msg), exi.encode(msg)))
@@ -316,15 +328,15 @@ def check(messages: list[BaseModel]) -> None:
     assert not problems, "\n".join(problems[:20])
 
 
-def collect_generated(per_class: int = 2) -> list[BaseModel]:
+def collect_generated(per_class: int = 2) -> list[ExiModel]:
     """Hypothesis-drawn messages of every global element (all choice alternatives)."""
-    collected: list[BaseModel] = []
+    collected: list[ExiModel] = []
     for cls in all_message_classes():
         _collector(cls, collected, per_class)()
     return collected
 
 
-def _collector(cls: type[BaseModel], collected: list[BaseModel], per_class: int) -> Any:
+def _collector(cls: type[ExiModel], collected: list[ExiModel], per_class: int) -> Any:
     @settings(
         max_examples=1,
         phases=[Phase.generate],

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from chargepoint.iso15118.exi import _codec, _rt
 from chargepoint.iso15118.exi._rt import RawDecodeError, RawEncodeError, StringTable
 from chargepoint.iso15118.exi.errors import ExiDecodeError, ExiEncodeError
+from chargepoint.iso15118.messages import _json
+from chargepoint.iso15118.messages._base import ExiModel, FacetError, check
 
 __all__ = [
     "AC",
@@ -70,7 +70,7 @@ def _table() -> StringTable:
 _SHARED_TABLE = StringTable()
 
 
-def decode(payload: bytes, payload_type: int) -> BaseModel:
+def decode(payload: bytes, payload_type: int) -> ExiModel:
     """Decode one EXI document; returns the model of its root element.
 
     Raises :class:`ExiDecodeError` (and nothing else) on any malformed input.
@@ -78,7 +78,7 @@ def decode(payload: bytes, payload_type: int) -> BaseModel:
     return decode_ex(payload, payload_type)[0]
 
 
-def decode_ex(payload: bytes, payload_type: int) -> tuple[BaseModel, int]:
+def decode_ex(payload: bytes, payload_type: int) -> tuple[ExiModel, int]:
     """Like :func:`decode`, also returning the bit position where the document ended."""
     root = _ROOTS.get(payload_type)
     if root is None:
@@ -107,7 +107,7 @@ def decode_ex(payload: bytes, payload_type: int) -> tuple[BaseModel, int]:
     return model, p
 
 
-def element_name(message: BaseModel, payload_type: int | None = None) -> str:
+def element_name(message: ExiModel, payload_type: int | None = None) -> str:
     """XSD name of the global element a model encodes as."""
     pt = payload_type if payload_type is not None else _DEFAULT_PT.get(type(message))
     entry = _ENC.get((type(message), pt or 0))
@@ -116,7 +116,7 @@ def element_name(message: BaseModel, payload_type: int | None = None) -> str:
     return str(entry[0])
 
 
-def payload_type_of(message: BaseModel) -> int:
+def payload_type_of(message: ExiModel) -> int:
     """Default V2GTP payload type for a message model."""
     pt = _DEFAULT_PT.get(type(message))
     if pt is None:
@@ -124,8 +124,13 @@ def payload_type_of(message: BaseModel) -> int:
     return pt
 
 
-def encode(message: BaseModel, payload_type: int | None = None) -> bytes:
-    """Encode a message model (a global element) into an EXI document (header 0x80)."""
+def encode(message: ExiModel, payload_type: int | None = None) -> bytes:
+    """Encode a message model (a global element) into an EXI document (header 0x80).
+
+    Every schema rule the document depends on is checked on the way (ranges, lengths,
+    enumeration values, required elements, list bounds, choices, model classes): an
+    invalid model raises :class:`ExiEncodeError` and never yields a document.
+    """
     pt = payload_type if payload_type is not None else _DEFAULT_PT.get(type(message))
     entry = _ENC.get((type(message), pt or 0))
     if entry is None:
@@ -138,30 +143,54 @@ def encode(message: BaseModel, payload_type: int | None = None) -> bytes:
         n: int
         a, n = fn(message, (0x80 << w) | code, 8 + w, _table())
     except RawEncodeError as exc:
-        raise ExiEncodeError(f"{_name}: {exc}") from None
+        raise _encode_error(message, _name, str(exc)) from None
     except (*_ERRS, AttributeError) as exc:
-        raise ExiEncodeError(f"{_name}: invalid model ({type(exc).__name__}: {exc})") from None
+        reason = f"invalid model ({type(exc).__name__}: {exc})"
+        raise _encode_error(message, _name, reason) from None
     pad = -n % 8
     return (a << pad).to_bytes((n + pad) // 8, "big")
 
 
-def to_json(message: BaseModel) -> dict[str, Any]:
-    """``{root element name: content}`` with XSD names, binary as lowercase hex."""
-    body = message.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {element_name(message): body}
+def _encode_error(message: ExiModel, name: str, reason: str) -> ExiEncodeError:
+    """The encoder stops at the first broken rule without knowing the field's path: the
+    model is checked again (only now, off the hot path) to name the offending field."""
+    try:
+        check(message, name)
+    except FacetError as exc:
+        return ExiEncodeError(str(exc))
+    except (AttributeError, RecursionError):  # a model built without its __init__
+        pass
+    return ExiEncodeError(f"{name}: {reason}")
 
 
-def from_json(data: dict[str, Any], payload_type: int) -> BaseModel:
-    """Inverse of :func:`to_json`: validates ``{root element name: content}``."""
+def to_json(message: ExiModel) -> dict[str, Any]:
+    """``{root element name: content}`` with XSD names, binary as lowercase hex.
+
+    The model is converted as it is (not validated): see :meth:`ExiModel.validate`.
+    """
+    name = element_name(message)
+    try:
+        return {name: _json.dump(message)}
+    except (AttributeError, TypeError) as exc:
+        raise ExiEncodeError(f"{name}: invalid model ({type(exc).__name__}: {exc})") from None
+
+
+def from_json(data: dict[str, Any], payload_type: int) -> ExiModel:
+    """Inverse of :func:`to_json`: builds and validates ``{root element name: content}``.
+
+    Every schema rule is checked; :class:`ExiEncodeError` names the offending field by
+    its XSD path (``DC_ChargeLoopRes.Header.SessionID: length 7 is outside 8..8``).
+    """
     if not isinstance(data, dict) or len(data) != 1:
         raise ExiEncodeError("expected an object with exactly one root element")
     ((name, body),) = data.items()
     for (cls, pt), entry in _ENC.items():
         if pt == payload_type and entry[0] == name:
             try:
-                return cls.model_validate(body)  # type: ignore[no-any-return]
-            except ValidationError as exc:
-                raise ExiEncodeError(f"{name}: {exc}") from None
+                model: ExiModel = _json.load(cls, body, name)
+            except FacetError as exc:
+                raise ExiEncodeError(str(exc)) from None
+            return model
     raise ExiEncodeError(f"{name} is not a global element of payload type {payload_type:#06x}")
 
 

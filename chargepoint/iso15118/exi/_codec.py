@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from chargepoint.iso15118.exi._rt import (
     RN_CACHE,
     RawDecodeError,
@@ -33,15 +31,11 @@ from chargepoint.iso15118.messages import xmldsig as _ds
 _ERRS = (ValueError, IndexError, KeyError, OverflowError, MemoryError, RecursionError, TypeError)
 _RN = _i20.RationalNumber
 _RNE = RN_CACHE
-# both RationalNumber fields are always set, so one fields-set object can be shared
-# (pydantic only ever adds names that are already in it)
-_RNF = {'exponent', 'value'}
-# model construction without validation (what model_construct does, inlined):
+# models are built without their __init__ (slots filled directly, nothing checked:
+# the decoder has checked every facet itself)
 _new = object.__new__
-_set = object.__setattr__
-_sfs = BaseModel.__dict__['__pydantic_fields_set__'].__set__
-_sex = BaseModel.__dict__['__pydantic_extra__'].__set__
-_spr = BaseModel.__dict__['__pydantic_private__'].__set__
+# booleans: only True/False (and 0/1, which hash alike) are encoded
+_B = {False: 0, True: 1}
 
 _EV_app_protocol_ResponseCode = tuple(_sap.ResponseCode)
 _EI_app_protocol_ResponseCode = {m: i for i, m in enumerate(_EV_app_protocol_ResponseCode)}
@@ -578,7 +572,6 @@ def _d8001_SupportedAppProtocolReq(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'app_protocol'}
     f0: Any = None
     try:
         p += 1
@@ -611,10 +604,7 @@ def _d8001_SupportedAppProtocolReq(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_sap.SupportedAppProtocolReq)
-    _set(o, '__dict__', {'app_protocol': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.app_protocol = f0
     return o, p
 
 
@@ -622,8 +612,13 @@ def _e8001_SupportedAppProtocolReq(m: _sap.SupportedAppProtocolReq, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _sap.SupportedAppProtocolReq:
+        raise RawEncodeError('expected SupportedAppProtocolReq, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.app_protocol or ())]
+    x = m.app_protocol
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('app_protocol: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 20:
             raise RawEncodeError('bad number of supportedAppProtocolReq items')
@@ -649,7 +644,6 @@ def _d8001_AppProtocol(v: int, ln: int, p: int, st: StringTable) -> tuple[_sap.A
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'protocol_namespace', 'version_number_major', 'version_number_minor', 'schema_id', 'priority'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -736,10 +730,11 @@ def _d8001_AppProtocol(v: int, ln: int, p: int, st: StringTable) -> tuple[_sap.A
         fail.path.append(e_)
         raise fail from None
     o = _new(_sap.AppProtocol)
-    _set(o, '__dict__', {'protocol_namespace': f0, 'version_number_major': f1, 'version_number_minor': f2, 'schema_id': f3, 'priority': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.protocol_namespace = f0
+    o.version_number_major = f1
+    o.version_number_minor = f2
+    o.schema_id = f3
+    o.priority = f4
     return o, p
 
 
@@ -747,10 +742,12 @@ def _e8001_AppProtocol(m: _sap.AppProtocol, a: int, n: int, st: StringTable) -> 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _sap.AppProtocol:
+        raise RawEncodeError('expected AppProtocol, got ' + type(m).__name__)
     s = 0
     x = m.protocol_namespace
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -819,7 +816,6 @@ def _d8001_SupportedAppProtocolRes(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'response_code'}
     f0: Any = None
     f1: Any = None
     try:
@@ -841,7 +837,6 @@ def _d8001_SupportedAppProtocolRes(v: int, ln: int, p: int, st: StringTable) -> 
                 raise bad_event(p, e_, -3)
             f1 = ((t >> 2) & 255)
             ev = _T2[t & 1]
-            fs.add('schema_id')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -852,10 +847,8 @@ def _d8001_SupportedAppProtocolRes(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_sap.SupportedAppProtocolRes)
-    _set(o, '__dict__', {'response_code': f0, 'schema_id': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.response_code = f0
+    o.schema_id = f1
     return o, p
 
 
@@ -863,6 +856,8 @@ def _e8001_SupportedAppProtocolRes(m: _sap.SupportedAppProtocolRes, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _sap.SupportedAppProtocolRes:
+        raise RawEncodeError('expected SupportedAppProtocolRes, got ' + type(m).__name__)
     s = 0
     x = m.response_code
     if x is not None:
@@ -889,7 +884,6 @@ def _d8002_AuthorizationReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'selected_authorization_service'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -915,14 +909,12 @@ def _d8002_AuthorizationReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'EIM_AReqAuthorizationMode'
             x, p = _d8002_EIM_AReqAuthorizationMode(v, ln, p, st)
             f2 = x
-            fs.add('eim_a_req_authorization_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 3:
             e_ = 'PnC_AReqAuthorizationMode'
             x, p = _d8002_PnC_AReqAuthorizationMode(v, ln, p, st)
             f3 = x
-            fs.add('pn_c_a_req_authorization_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -935,10 +927,10 @@ def _d8002_AuthorizationReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AuthorizationReq)
-    _set(o, '__dict__', {'header': f0, 'selected_authorization_service': f1, 'eim_a_req_authorization_mode': f2, 'pn_c_a_req_authorization_mode': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.selected_authorization_service = f1
+    o.eim_a_req_authorization_mode = f2
+    o.pn_c_a_req_authorization_mode = f3
     return o, p
 
 
@@ -946,6 +938,8 @@ def _e8002_AuthorizationReq(m: _i20.AuthorizationReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AuthorizationReq:
+        raise RawEncodeError('expected AuthorizationReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -964,6 +958,8 @@ def _e8002_AuthorizationReq(m: _i20.AuthorizationReq, a: int, n: int, st: String
         raise RawEncodeError('missing element in AuthorizationReqType: SelectedAuthorizationService')
     if m.eim_a_req_authorization_mode is not None:
         x = m.eim_a_req_authorization_mode
+        if m.pn_c_a_req_authorization_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AuthorizationReqType')
         a <<= 2
         n += 2
         a, n = _e8002_EIM_AReqAuthorizationMode(x, a, n, st)
@@ -985,7 +981,6 @@ def _d8002_MessageHeader(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'session_id', 'time_stamp'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -1029,7 +1024,6 @@ def _d8002_MessageHeader(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
             e_ = 'Signature'
             x, p = _d8002_Signature(v, ln, p, st)
             f2 = x
-            fs.add('signature')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -1042,10 +1036,9 @@ def _d8002_MessageHeader(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.MessageHeader)
-    _set(o, '__dict__', {'session_id': f0, 'time_stamp': f1, 'signature': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.session_id = f0
+    o.time_stamp = f1
+    o.signature = f2
     return o, p
 
 
@@ -1053,10 +1046,12 @@ def _e8002_MessageHeader(m: _i20.MessageHeader, a: int, n: int, st: StringTable)
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.MessageHeader:
+        raise RawEncodeError('expected MessageHeader, got ' + type(m).__name__)
     s = 0
     x = m.session_id
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -1098,7 +1093,6 @@ def _d8002_Signature(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sign
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'signed_info', 'signature_value'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -1111,7 +1105,6 @@ def _d8002_Signature(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sign
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -1130,7 +1123,6 @@ def _d8002_Signature(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sign
             e_ = 'KeyInfo'
             x, p = _d8002_KeyInfo(v, ln, p, st)
             f3 = x
-            fs.add('key_info')
             p += 2
             ev = _T12[(v >> (ln - p)) & 3]
         l3_0: list[Any] = []
@@ -1148,7 +1140,6 @@ def _d8002_Signature(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sign
                 ev = _T12[(v >> (ln - p)) & 3]
         if l3_0:
             f4 = l3_0
-            fs.add('object')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -1159,10 +1150,11 @@ def _d8002_Signature(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sign
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Signature)
-    _set(o, '__dict__', {'id': f0, 'signed_info': f1, 'signature_value': f2, 'key_info': f3, 'object': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.signed_info = f1
+    o.signature_value = f2
+    o.key_info = f3
+    o.object = f4
     return o, p
 
 
@@ -1170,6 +1162,8 @@ def _e8002_Signature(m: _ds.Signature, a: int, n: int, st: StringTable) -> tuple
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Signature:
+        raise RawEncodeError('expected Signature, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -1200,7 +1194,10 @@ def _e8002_Signature(m: _ds.Signature, a: int, n: int, st: StringTable) -> tuple
         n += 2
         a, n = _e8002_KeyInfo(x, a, n, st)
         s = 4
-    lst = [(0, y) for y in (m.object or ())]
+    x = m.object
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('object: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 0:
             raise RawEncodeError('bad number of SignatureType items')
@@ -1225,7 +1222,6 @@ def _d8002_SignedInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sig
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'canonicalization_method', 'signature_method', 'reference'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -1237,7 +1233,6 @@ def _d8002_SignedInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sig
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -1276,10 +1271,10 @@ def _d8002_SignedInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Sig
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.SignedInfo)
-    _set(o, '__dict__', {'id': f0, 'canonicalization_method': f1, 'signature_method': f2, 'reference': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.canonicalization_method = f1
+    o.signature_method = f2
+    o.reference = f3
     return o, p
 
 
@@ -1287,6 +1282,8 @@ def _e8002_SignedInfo(m: _ds.SignedInfo, a: int, n: int, st: StringTable) -> tup
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.SignedInfo:
+        raise RawEncodeError('expected SignedInfo, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -1311,7 +1308,10 @@ def _e8002_SignedInfo(m: _ds.SignedInfo, a: int, n: int, st: StringTable) -> tup
         s = 3
     else:
         raise RawEncodeError('missing element in SignedInfoType: SignatureMethod')
-    lst = [(0, y) for y in (m.reference or ())]
+    x = m.reference
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('reference: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1:
             raise RawEncodeError('bad number of SignedInfoType items')
@@ -1336,7 +1336,6 @@ def _d8002_CanonicalizationMethod(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'algorithm'}
     f0: Any = None
     try:
         p += 1
@@ -1367,10 +1366,7 @@ def _d8002_CanonicalizationMethod(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.CanonicalizationMethod)
-    _set(o, '__dict__', {'algorithm': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.algorithm = f0
     return o, p
 
 
@@ -1378,6 +1374,8 @@ def _e8002_CanonicalizationMethod(m: _ds.CanonicalizationMethod, a: int, n: int,
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.CanonicalizationMethod:
+        raise RawEncodeError('expected CanonicalizationMethod, got ' + type(m).__name__)
     s = 0
     x = m.algorithm
     if x is None:
@@ -1395,7 +1393,6 @@ def _d8002_SignatureMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'algorithm'}
     f0: Any = None
     f1: Any = None
     try:
@@ -1417,7 +1414,6 @@ def _d8002_SignatureMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f1 = x
-            fs.add('hmac_output_length')
             p += 2
             ev = _T16[(v >> (ln - p)) & 3]
         if ev == 2:
@@ -1440,10 +1436,8 @@ def _d8002_SignatureMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.SignatureMethod)
-    _set(o, '__dict__', {'algorithm': f0, 'hmac_output_length': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.algorithm = f0
+    o.hmac_output_length = f1
     return o, p
 
 
@@ -1451,6 +1445,8 @@ def _e8002_SignatureMethod(m: _ds.SignatureMethod, a: int, n: int, st: StringTab
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.SignatureMethod:
+        raise RawEncodeError('expected SignatureMethod, got ' + type(m).__name__)
     s = 0
     x = m.algorithm
     if x is None:
@@ -1477,7 +1473,6 @@ def _d8002_Reference(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Refe
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'digest_method', 'digest_value'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -1491,28 +1486,24 @@ def _d8002_Reference(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Refe
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 3
             ev = _T18[(v >> (ln - p)) & 7]
         if ev == 1:
             e_ = 'Type'
             x, p = rstr(v, ln, p, st, '{}Type', None)
             f1 = x
-            fs.add('type')
             p += 2
             ev = _T19[(v >> (ln - p)) & 3]
         if ev == 2:
             e_ = 'URI'
             x, p = rstr(v, ln, p, st, '{}URI', None)
             f2 = x
-            fs.add('uri')
             p += 2
             ev = _T20[(v >> (ln - p)) & 3]
         if ev == 3:
             e_ = 'Transforms'
             x, p = _d8002_Transforms(v, ln, p, st)
             f3 = x
-            fs.add('transforms')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -1547,10 +1538,12 @@ def _d8002_Reference(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Refe
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Reference)
-    _set(o, '__dict__', {'id': f0, 'type': f1, 'uri': f2, 'transforms': f3, 'digest_method': f4, 'digest_value': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.type = f1
+    o.uri = f2
+    o.transforms = f3
+    o.digest_method = f4
+    o.digest_value = f5
     return o, p
 
 
@@ -1558,6 +1551,8 @@ def _e8002_Reference(m: _ds.Reference, a: int, n: int, st: StringTable) -> tuple
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Reference:
+        raise RawEncodeError('expected Reference, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -1597,7 +1592,7 @@ def _e8002_Reference(m: _ds.Reference, a: int, n: int, st: StringTable) -> tuple
         raise RawEncodeError('missing element in ReferenceType: DigestMethod')
     x = m.digest_value
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -1618,7 +1613,6 @@ def _d8002_Transforms(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Tra
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'transform'}
     f0: Any = None
     try:
         p += 1
@@ -1647,10 +1641,7 @@ def _d8002_Transforms(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Tra
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Transforms)
-    _set(o, '__dict__', {'transform': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.transform = f0
     return o, p
 
 
@@ -1658,8 +1649,13 @@ def _e8002_Transforms(m: _ds.Transforms, a: int, n: int, st: StringTable) -> tup
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Transforms:
+        raise RawEncodeError('expected Transforms, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.transform or ())]
+    x = m.transform
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('transform: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1:
             raise RawEncodeError('bad number of TransformsType items')
@@ -1684,7 +1680,6 @@ def _d8002_Transform(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Tran
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'algorithm'}
     f0: Any = None
     f1: Any = None
     try:
@@ -1723,7 +1718,6 @@ def _d8002_Transform(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Tran
                 ev = _T22[(v >> (ln - p)) & 7]
         if l0_1:
             f1 = l0_1
-            fs.add('x_path')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -1734,10 +1728,8 @@ def _d8002_Transform(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Tran
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Transform)
-    _set(o, '__dict__', {'algorithm': f0, 'x_path': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.algorithm = f0
+    o.x_path = f1
     return o, p
 
 
@@ -1745,6 +1737,8 @@ def _e8002_Transform(m: _ds.Transform, a: int, n: int, st: StringTable) -> tuple
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Transform:
+        raise RawEncodeError('expected Transform, got ' + type(m).__name__)
     s = 0
     x = m.algorithm
     if x is None:
@@ -1753,7 +1747,10 @@ def _e8002_Transform(m: _ds.Transform, a: int, n: int, st: StringTable) -> tuple
     n += 1
     a, n = wstr(a, n, x, st, '{}Algorithm', None)
     s = 1
-    lst = [(1, y) for y in (m.x_path or ())]
+    x = m.x_path
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x_path: expected a non-empty list or None')
+    lst = [(1, y) for y in (x or ())]
     if lst:
         if len(lst) < 0:
             raise RawEncodeError('bad number of TransformType items')
@@ -1765,7 +1762,7 @@ def _e8002_Transform(m: _ds.Transform, a: int, n: int, st: StringTable) -> tuple
                 else:
                     a <<= 3
                     n += 3
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -1784,7 +1781,6 @@ def _d8002_DigestMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.D
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'algorithm'}
     f0: Any = None
     try:
         p += 1
@@ -1815,10 +1811,7 @@ def _d8002_DigestMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.D
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.DigestMethod)
-    _set(o, '__dict__', {'algorithm': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.algorithm = f0
     return o, p
 
 
@@ -1826,6 +1819,8 @@ def _e8002_DigestMethod(m: _ds.DigestMethod, a: int, n: int, st: StringTable) ->
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.DigestMethod:
+        raise RawEncodeError('expected DigestMethod, got ' + type(m).__name__)
     s = 0
     x = m.algorithm
     if x is None:
@@ -1843,7 +1838,6 @@ def _d8002_SignatureValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'value'}
     f0: Any = None
     f1: Any = None
     try:
@@ -1853,7 +1847,6 @@ def _d8002_SignatureValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T24[(v >> (ln - p)) & 1]
         if ev == -4:
@@ -1877,10 +1870,8 @@ def _d8002_SignatureValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.SignatureValue)
-    _set(o, '__dict__', {'id': f0, 'value': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.value = f1
     return o, p
 
 
@@ -1888,6 +1879,8 @@ def _e8002_SignatureValue(m: _ds.SignatureValue, a: int, n: int, st: StringTable
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.SignatureValue:
+        raise RawEncodeError('expected SignatureValue, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -1896,7 +1889,9 @@ def _e8002_SignatureValue(m: _ds.SignatureValue, a: int, n: int, st: StringTable
         a, n = wstr(a, n, x, st, '{}Id', None)
         s = 1
     x = m.value
-    if not x:
+    if x is None:
+        raise RawEncodeError('missing content of SignatureValueType')
+    if x == b'':
         cw = _K12[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -1916,7 +1911,6 @@ def _d8002_KeyInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyInf
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -1930,7 +1924,6 @@ def _d8002_KeyInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyInf
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 4
             ev = _T26[(v >> (ln - p)) & 15]
         l0_0: list[Any] = []
@@ -1996,19 +1989,14 @@ def _d8002_KeyInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyInf
                 ev = _T27[(v >> (ln - p)) & 15]
         if l0_0:
             f1 = l0_0
-            fs.add('key_name')
         if l0_1:
             f2 = l0_1
-            fs.add('key_value')
         if l0_2:
             f3 = l0_2
-            fs.add('retrieval_method')
         if l0_3:
             f4 = l0_3
-            fs.add('x509_data')
         if l0_6:
             f5 = l0_6
-            fs.add('mgmt_data')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -2019,10 +2007,12 @@ def _d8002_KeyInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyInf
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.KeyInfo)
-    _set(o, '__dict__', {'id': f0, 'key_name': f1, 'key_value': f2, 'retrieval_method': f3, 'x509_data': f4, 'mgmt_data': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.key_name = f1
+    o.key_value = f2
+    o.retrieval_method = f3
+    o.x509_data = f4
+    o.mgmt_data = f5
     return o, p
 
 
@@ -2030,6 +2020,8 @@ def _e8002_KeyInfo(m: _ds.KeyInfo, a: int, n: int, st: StringTable) -> tuple[int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.KeyInfo:
+        raise RawEncodeError('expected KeyInfo, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -2037,6 +2029,21 @@ def _e8002_KeyInfo(m: _ds.KeyInfo, a: int, n: int, st: StringTable) -> tuple[int
         n += 4
         a, n = wstr(a, n, x, st, '{}Id', None)
         s = 1
+    x = m.key_name
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('key_name: expected a non-empty list or None')
+    x = m.key_value
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('key_value: expected a non-empty list or None')
+    x = m.retrieval_method
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('retrieval_method: expected a non-empty list or None')
+    x = m.x509_data
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_data: expected a non-empty list or None')
+    x = m.mgmt_data
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('mgmt_data: expected a non-empty list or None')
     lst = [(0, y) for y in (m.key_name or ())] + [(1, y) for y in (m.key_value or ())] + [(2, y) for y in (m.retrieval_method or ())] + [(3, y) for y in (m.x509_data or ())] + [(6, y) for y in (m.mgmt_data or ())]
     if lst:
         if len(lst) < 1:
@@ -2050,7 +2057,7 @@ def _e8002_KeyInfo(m: _ds.KeyInfo, a: int, n: int, st: StringTable) -> tuple[int
                 else:
                     a <<= 4
                     n += 4
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2094,7 +2101,7 @@ def _e8002_KeyInfo(m: _ds.KeyInfo, a: int, n: int, st: StringTable) -> tuple[int
                 else:
                     a = (a << 4) | 6
                     n += 4
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2115,7 +2122,6 @@ def _d8002_KeyValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyVa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'rsa_key_value'}
     f0: Any = None
     try:
         p += 3
@@ -2143,10 +2149,7 @@ def _d8002_KeyValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.KeyVa
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.KeyValue)
-    _set(o, '__dict__', {'rsa_key_value': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.rsa_key_value = f0
     return o, p
 
 
@@ -2154,6 +2157,8 @@ def _e8002_KeyValue(m: _ds.KeyValue, a: int, n: int, st: StringTable) -> tuple[i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.KeyValue:
+        raise RawEncodeError('expected KeyValue, got ' + type(m).__name__)
     s = 0
     x = m.rsa_key_value
     if x is not None:
@@ -2172,7 +2177,6 @@ def _d8002_RSAKeyValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.RS
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'modulus', 'exponent'}
     f0: Any = None
     f1: Any = None
     try:
@@ -2220,10 +2224,8 @@ def _d8002_RSAKeyValue(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.RS
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.RSAKeyValue)
-    _set(o, '__dict__', {'modulus': f0, 'exponent': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.modulus = f0
+    o.exponent = f1
     return o, p
 
 
@@ -2231,10 +2233,12 @@ def _e8002_RSAKeyValue(m: _ds.RSAKeyValue, a: int, n: int, st: StringTable) -> t
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.RSAKeyValue:
+        raise RawEncodeError('expected RSAKeyValue, got ' + type(m).__name__)
     s = 0
     x = m.modulus
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -2248,7 +2252,7 @@ def _e8002_RSAKeyValue(m: _ds.RSAKeyValue, a: int, n: int, st: StringTable) -> t
         raise RawEncodeError('missing element in RSAKeyValueType: Modulus')
     x = m.exponent
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -2269,7 +2273,6 @@ def _d8002_RetrievalMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -2280,21 +2283,18 @@ def _d8002_RetrievalMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
             e_ = 'Type'
             x, p = rstr(v, ln, p, st, '{}Type', None)
             f0 = x
-            fs.add('type')
             p += 2
             ev = _T31[(v >> (ln - p)) & 3]
         if ev == 1:
             e_ = 'URI'
             x, p = rstr(v, ln, p, st, '{}URI', None)
             f1 = x
-            fs.add('uri')
             p += 2
             ev = _T9[(v >> (ln - p)) & 3]
         if ev == 2:
             e_ = 'Transforms'
             x, p = _d8002_Transforms(v, ln, p, st)
             f2 = x
-            fs.add('transforms')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -2307,10 +2307,9 @@ def _d8002_RetrievalMethod(v: int, ln: int, p: int, st: StringTable) -> tuple[_d
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.RetrievalMethod)
-    _set(o, '__dict__', {'type': f0, 'uri': f1, 'transforms': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.type = f0
+    o.uri = f1
+    o.transforms = f2
     return o, p
 
 
@@ -2318,6 +2317,8 @@ def _e8002_RetrievalMethod(m: _ds.RetrievalMethod, a: int, n: int, st: StringTab
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.RetrievalMethod:
+        raise RawEncodeError('expected RetrievalMethod, got ' + type(m).__name__)
     s = 0
     x = m.type
     if x is not None:
@@ -2349,7 +2350,6 @@ def _d8002_X509Data(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.X509D
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -2435,19 +2435,14 @@ def _d8002_X509Data(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.X509D
                 ev = _T33[(v >> (ln - p)) & 7]
         if l0_0:
             f0 = l0_0
-            fs.add('x509_issuer_serial')
         if l0_1:
             f1 = l0_1
-            fs.add('x509_ski')
         if l0_2:
             f2 = l0_2
-            fs.add('x509_subject_name')
         if l0_3:
             f3 = l0_3
-            fs.add('x509_certificate')
         if l0_4:
             f4 = l0_4
-            fs.add('x509_crl')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -2458,10 +2453,11 @@ def _d8002_X509Data(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.X509D
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.X509Data)
-    _set(o, '__dict__', {'x509_issuer_serial': f0, 'x509_ski': f1, 'x509_subject_name': f2, 'x509_certificate': f3, 'x509_crl': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.x509_issuer_serial = f0
+    o.x509_ski = f1
+    o.x509_subject_name = f2
+    o.x509_certificate = f3
+    o.x509_crl = f4
     return o, p
 
 
@@ -2469,7 +2465,24 @@ def _e8002_X509Data(m: _ds.X509Data, a: int, n: int, st: StringTable) -> tuple[i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.X509Data:
+        raise RawEncodeError('expected X509Data, got ' + type(m).__name__)
     s = 0
+    x = m.x509_issuer_serial
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_issuer_serial: expected a non-empty list or None')
+    x = m.x509_ski
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_ski: expected a non-empty list or None')
+    x = m.x509_subject_name
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_subject_name: expected a non-empty list or None')
+    x = m.x509_certificate
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_certificate: expected a non-empty list or None')
+    x = m.x509_crl
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('x509_crl: expected a non-empty list or None')
     lst = [(0, y) for y in (m.x509_issuer_serial or ())] + [(1, y) for y in (m.x509_ski or ())] + [(2, y) for y in (m.x509_subject_name or ())] + [(3, y) for y in (m.x509_certificate or ())] + [(4, y) for y in (m.x509_crl or ())]
     if lst:
         if len(lst) < 1:
@@ -2490,7 +2503,7 @@ def _e8002_X509Data(m: _ds.X509Data, a: int, n: int, st: StringTable) -> tuple[i
                 else:
                     a = (a << 3) | 1
                     n += 3
-                if not x:
+                if x == b'':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2506,7 +2519,7 @@ def _e8002_X509Data(m: _ds.X509Data, a: int, n: int, st: StringTable) -> tuple[i
                 else:
                     a = (a << 3) | 2
                     n += 3
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2522,7 +2535,7 @@ def _e8002_X509Data(m: _ds.X509Data, a: int, n: int, st: StringTable) -> tuple[i
                 else:
                     a = (a << 3) | 3
                     n += 3
-                if not x:
+                if x == b'':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2538,7 +2551,7 @@ def _e8002_X509Data(m: _ds.X509Data, a: int, n: int, st: StringTable) -> tuple[i
                 else:
                     a = (a << 3) | 4
                     n += 3
-                if not x:
+                if x == b'':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -2559,7 +2572,6 @@ def _d8002_X509IssuerSerial(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'x509_issuer_name', 'x509_serial_number'}
     f0: Any = None
     f1: Any = None
     try:
@@ -2603,10 +2615,8 @@ def _d8002_X509IssuerSerial(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.X509IssuerSerial)
-    _set(o, '__dict__', {'x509_issuer_name': f0, 'x509_serial_number': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.x509_issuer_name = f0
+    o.x509_serial_number = f1
     return o, p
 
 
@@ -2614,10 +2624,12 @@ def _e8002_X509IssuerSerial(m: _ds.X509IssuerSerial, a: int, n: int, st: StringT
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.X509IssuerSerial:
+        raise RawEncodeError('expected X509IssuerSerial, got ' + type(m).__name__)
     s = 0
     x = m.x509_issuer_name
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -2648,7 +2660,6 @@ def _d8002_Object(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Object,
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -2659,21 +2670,18 @@ def _d8002_Object(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Object,
             e_ = 'Encoding'
             x, p = rstr(v, ln, p, st, '{}Encoding', None)
             f0 = x
-            fs.add('encoding')
             p += 3
             ev = _T35[(v >> (ln - p)) & 7]
         if ev == 1:
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f1 = x
-            fs.add('id')
             p += 3
             ev = _T36[(v >> (ln - p)) & 7]
         if ev == 2:
             e_ = 'MimeType'
             x, p = rstr(v, ln, p, st, '{}MimeType', None)
             f2 = x
-            fs.add('mime_type')
             p += 2
             ev = _T37[(v >> (ln - p)) & 3]
         if ev == 3:
@@ -2696,10 +2704,9 @@ def _d8002_Object(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Object,
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Object)
-    _set(o, '__dict__', {'encoding': f0, 'id': f1, 'mime_type': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.encoding = f0
+    o.id = f1
+    o.mime_type = f2
     return o, p
 
 
@@ -2707,6 +2714,8 @@ def _e8002_Object(m: _ds.Object, a: int, n: int, st: StringTable) -> tuple[int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Object:
+        raise RawEncodeError('expected Object, got ' + type(m).__name__)
     s = 0
     x = m.encoding
     if x is not None:
@@ -2738,7 +2747,6 @@ def _d8002_EIM_AReqAuthorizationMode(v: int, ln: int, p: int, st: StringTable) -
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     try:
         p += 1
         ev = _T2[(v >> (ln - p)) & 1]
@@ -2752,10 +2760,6 @@ def _d8002_EIM_AReqAuthorizationMode(v: int, ln: int, p: int, st: StringTable) -
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EIM_AReqAuthorizationMode)
-    _set(o, '__dict__', {})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
     return o, p
 
 
@@ -2763,6 +2767,8 @@ def _e8002_EIM_AReqAuthorizationMode(m: _i20.EIM_AReqAuthorizationMode, a: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EIM_AReqAuthorizationMode:
+        raise RawEncodeError('expected EIM_AReqAuthorizationMode, got ' + type(m).__name__)
     s = 0
     a <<= 1
     n += 1
@@ -2773,7 +2779,6 @@ def _d8002_PnC_AReqAuthorizationMode(v: int, ln: int, p: int, st: StringTable) -
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'id', 'gen_challenge', 'contract_certificate_chain'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -2818,10 +2823,9 @@ def _d8002_PnC_AReqAuthorizationMode(v: int, ln: int, p: int, st: StringTable) -
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PnC_AReqAuthorizationMode)
-    _set(o, '__dict__', {'id': f0, 'gen_challenge': f1, 'contract_certificate_chain': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.gen_challenge = f1
+    o.contract_certificate_chain = f2
     return o, p
 
 
@@ -2829,6 +2833,8 @@ def _e8002_PnC_AReqAuthorizationMode(m: _i20.PnC_AReqAuthorizationMode, a: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PnC_AReqAuthorizationMode:
+        raise RawEncodeError('expected PnC_AReqAuthorizationMode, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is None:
@@ -2839,7 +2845,7 @@ def _e8002_PnC_AReqAuthorizationMode(m: _i20.PnC_AReqAuthorizationMode, a: int, 
     s = 1
     x = m.gen_challenge
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -2868,7 +2874,6 @@ def _d8002_ContractCertificateChain(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'certificate', 'sub_certificates'}
     f0: Any = None
     f1: Any = None
     try:
@@ -2906,10 +2911,8 @@ def _d8002_ContractCertificateChain(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ContractCertificateChain)
-    _set(o, '__dict__', {'certificate': f0, 'sub_certificates': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.certificate = f0
+    o.sub_certificates = f1
     return o, p
 
 
@@ -2917,10 +2920,12 @@ def _e8002_ContractCertificateChain(m: _i20.ContractCertificateChain, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ContractCertificateChain:
+        raise RawEncodeError('expected ContractCertificateChain, got ' + type(m).__name__)
     s = 0
     x = m.certificate
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -2949,7 +2954,6 @@ def _d8002_SubCertificates(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'certificate'}
     f0: Any = None
     try:
         p += 1
@@ -2992,10 +2996,7 @@ def _d8002_SubCertificates(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SubCertificates)
-    _set(o, '__dict__', {'certificate': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.certificate = f0
     return o, p
 
 
@@ -3003,8 +3004,13 @@ def _e8002_SubCertificates(m: _i20.SubCertificates, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SubCertificates:
+        raise RawEncodeError('expected SubCertificates, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.certificate or ())]
+    x = m.certificate
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('certificate: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 3:
             raise RawEncodeError('bad number of SubCertificatesType items')
@@ -3016,7 +3022,7 @@ def _e8002_SubCertificates(m: _i20.SubCertificates, a: int, n: int, st: StringTa
                 else:
                     a <<= 2
                     n += 2
-                if not x:
+                if x == b'':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -3038,7 +3044,6 @@ def _d8002_AuthorizationRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_processing'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -3077,10 +3082,9 @@ def _d8002_AuthorizationRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AuthorizationRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_processing': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_processing = f2
     return o, p
 
 
@@ -3088,6 +3092,8 @@ def _e8002_AuthorizationRes(m: _i20.AuthorizationRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AuthorizationRes:
+        raise RawEncodeError('expected AuthorizationRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -3120,7 +3126,6 @@ def _d8002_AuthorizationSetupReq(v: int, ln: int, p: int, st: StringTable) -> tu
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header'}
     f0: Any = None
     try:
         p += 1
@@ -3141,10 +3146,7 @@ def _d8002_AuthorizationSetupReq(v: int, ln: int, p: int, st: StringTable) -> tu
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AuthorizationSetupReq)
-    _set(o, '__dict__', {'header': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
     return o, p
 
 
@@ -3152,6 +3154,8 @@ def _e8002_AuthorizationSetupReq(m: _i20.AuthorizationSetupReq, a: int, n: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AuthorizationSetupReq:
+        raise RawEncodeError('expected AuthorizationSetupReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -3170,7 +3174,6 @@ def _d8002_AuthorizationSetupRes(v: int, ln: int, p: int, st: StringTable) -> tu
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'authorization_services', 'certificate_installation_service'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -3228,14 +3231,12 @@ def _d8002_AuthorizationSetupRes(v: int, ln: int, p: int, st: StringTable) -> tu
             e_ = 'EIM_ASResAuthorizationMode'
             x, p = _d8002_EIM_ASResAuthorizationMode(v, ln, p, st)
             f4 = x
-            fs.add('eim_as_res_authorization_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
             e_ = 'PnC_ASResAuthorizationMode'
             x, p = _d8002_PnC_ASResAuthorizationMode(v, ln, p, st)
             f5 = x
-            fs.add('pn_c_as_res_authorization_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -3248,10 +3249,12 @@ def _d8002_AuthorizationSetupRes(v: int, ln: int, p: int, st: StringTable) -> tu
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AuthorizationSetupRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'authorization_services': f2, 'certificate_installation_service': f3, 'eim_as_res_authorization_mode': f4, 'pn_c_as_res_authorization_mode': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.authorization_services = f2
+    o.certificate_installation_service = f3
+    o.eim_as_res_authorization_mode = f4
+    o.pn_c_as_res_authorization_mode = f5
     return o, p
 
 
@@ -3259,6 +3262,8 @@ def _e8002_AuthorizationSetupRes(m: _i20.AuthorizationSetupRes, a: int, n: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AuthorizationSetupRes:
+        raise RawEncodeError('expected AuthorizationSetupRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -3275,7 +3280,10 @@ def _e8002_AuthorizationSetupRes(m: _i20.AuthorizationSetupRes, a: int, n: int, 
         s = 2
     else:
         raise RawEncodeError('missing element in AuthorizationSetupResType: ResponseCode')
-    lst = [(0, y) for y in (m.authorization_services or ())]
+    x = m.authorization_services
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('authorization_services: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 2:
             raise RawEncodeError('bad number of AuthorizationSetupResType items')
@@ -3297,13 +3305,15 @@ def _e8002_AuthorizationSetupRes(m: _i20.AuthorizationSetupRes, a: int, n: int, 
         cw = _K26[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 5
     else:
         raise RawEncodeError('missing element in AuthorizationSetupResType: CertificateInstallationService')
     if m.eim_as_res_authorization_mode is not None:
         x = m.eim_as_res_authorization_mode
+        if m.pn_c_as_res_authorization_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AuthorizationSetupResType')
         a <<= 2
         n += 2
         a, n = _e8002_EIM_ASResAuthorizationMode(x, a, n, st)
@@ -3325,7 +3335,6 @@ def _d8002_EIM_ASResAuthorizationMode(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     try:
         p += 1
         ev = _T2[(v >> (ln - p)) & 1]
@@ -3339,10 +3348,6 @@ def _d8002_EIM_ASResAuthorizationMode(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EIM_ASResAuthorizationMode)
-    _set(o, '__dict__', {})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
     return o, p
 
 
@@ -3350,6 +3355,8 @@ def _e8002_EIM_ASResAuthorizationMode(m: _i20.EIM_ASResAuthorizationMode, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EIM_ASResAuthorizationMode:
+        raise RawEncodeError('expected EIM_ASResAuthorizationMode, got ' + type(m).__name__)
     s = 0
     a <<= 1
     n += 1
@@ -3360,7 +3367,6 @@ def _d8002_PnC_ASResAuthorizationMode(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'gen_challenge'}
     f0: Any = None
     f1: Any = None
     try:
@@ -3386,7 +3392,6 @@ def _d8002_PnC_ASResAuthorizationMode(v: int, ln: int, p: int, st: StringTable) 
             e_ = 'SupportedProviders'
             x, p = _d8002_SupportedProvidersList(v, ln, p, st)
             f1 = x
-            fs.add('supported_providers')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -3399,10 +3404,8 @@ def _d8002_PnC_ASResAuthorizationMode(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PnC_ASResAuthorizationMode)
-    _set(o, '__dict__', {'gen_challenge': f0, 'supported_providers': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.gen_challenge = f0
+    o.supported_providers = f1
     return o, p
 
 
@@ -3410,10 +3413,12 @@ def _e8002_PnC_ASResAuthorizationMode(m: _i20.PnC_ASResAuthorizationMode, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PnC_ASResAuthorizationMode:
+        raise RawEncodeError('expected PnC_ASResAuthorizationMode, got ' + type(m).__name__)
     s = 0
     x = m.gen_challenge
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -3441,7 +3446,6 @@ def _d8002_SupportedProvidersList(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'provider_id'}
     f0: Any = None
     try:
         p += 1
@@ -3484,10 +3488,7 @@ def _d8002_SupportedProvidersList(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SupportedProvidersList)
-    _set(o, '__dict__', {'provider_id': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.provider_id = f0
     return o, p
 
 
@@ -3495,8 +3496,13 @@ def _e8002_SupportedProvidersList(m: _i20.SupportedProvidersList, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SupportedProvidersList:
+        raise RawEncodeError('expected SupportedProvidersList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.provider_id or ())]
+    x = m.provider_id
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('provider_id: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 128:
             raise RawEncodeError('bad number of SupportedProvidersListType items')
@@ -3508,7 +3514,7 @@ def _e8002_SupportedProvidersList(m: _i20.SupportedProvidersList, a: int, n: int
                 else:
                     a <<= 2
                     n += 2
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -3530,7 +3536,6 @@ def _d8002_CertificateInstallationReq(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'oem_provisioning_certificate_chain', 'list_of_root_certificate_i_ds', 'maximum_contract_certificate_chains'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -3569,7 +3574,6 @@ def _d8002_CertificateInstallationReq(v: int, ln: int, p: int, st: StringTable) 
             e_ = 'PrioritizedEMAIDs'
             x, p = _d8002_EMAIDList(v, ln, p, st)
             f4 = x
-            fs.add('prioritized_emai_ds')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -3582,10 +3586,11 @@ def _d8002_CertificateInstallationReq(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.CertificateInstallationReq)
-    _set(o, '__dict__', {'header': f0, 'oem_provisioning_certificate_chain': f1, 'list_of_root_certificate_i_ds': f2, 'maximum_contract_certificate_chains': f3, 'prioritized_emai_ds': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.oem_provisioning_certificate_chain = f1
+    o.list_of_root_certificate_i_ds = f2
+    o.maximum_contract_certificate_chains = f3
+    o.prioritized_emai_ds = f4
     return o, p
 
 
@@ -3593,6 +3598,8 @@ def _e8002_CertificateInstallationReq(m: _i20.CertificateInstallationReq, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.CertificateInstallationReq:
+        raise RawEncodeError('expected CertificateInstallationReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -3644,7 +3651,6 @@ def _d8002_SignedCertificateChain(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'id', 'certificate'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -3677,7 +3683,6 @@ def _d8002_SignedCertificateChain(v: int, ln: int, p: int, st: StringTable) -> t
             e_ = 'SubCertificates'
             x, p = _d8002_SubCertificates(v, ln, p, st)
             f2 = x
-            fs.add('sub_certificates')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -3690,10 +3695,9 @@ def _d8002_SignedCertificateChain(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SignedCertificateChain)
-    _set(o, '__dict__', {'id': f0, 'certificate': f1, 'sub_certificates': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.certificate = f1
+    o.sub_certificates = f2
     return o, p
 
 
@@ -3701,6 +3705,8 @@ def _e8002_SignedCertificateChain(m: _i20.SignedCertificateChain, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SignedCertificateChain:
+        raise RawEncodeError('expected SignedCertificateChain, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is None:
@@ -3711,7 +3717,7 @@ def _e8002_SignedCertificateChain(m: _i20.SignedCertificateChain, a: int, n: int
     s = 1
     x = m.certificate
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -3739,7 +3745,6 @@ def _d8002_ListOfRootCertificateIDs(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'root_certificate_id'}
     f0: Any = None
     try:
         p += 1
@@ -3772,10 +3777,7 @@ def _d8002_ListOfRootCertificateIDs(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ListOfRootCertificateIDs)
-    _set(o, '__dict__', {'root_certificate_id': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.root_certificate_id = f0
     return o, p
 
 
@@ -3783,8 +3785,13 @@ def _e8002_ListOfRootCertificateIDs(m: _i20.ListOfRootCertificateIDs, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ListOfRootCertificateIDs:
+        raise RawEncodeError('expected ListOfRootCertificateIDs, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.root_certificate_id or ())]
+    x = m.root_certificate_id
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('root_certificate_id: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 20:
             raise RawEncodeError('bad number of ListOfRootCertificateIDsType items')
@@ -3810,7 +3817,6 @@ def _d8002_EMAIDList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.EMA
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'emaid'}
     f0: Any = None
     try:
         p += 1
@@ -3853,10 +3859,7 @@ def _d8002_EMAIDList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.EMA
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EMAIDList)
-    _set(o, '__dict__', {'emaid': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.emaid = f0
     return o, p
 
 
@@ -3864,8 +3867,13 @@ def _e8002_EMAIDList(m: _i20.EMAIDList, a: int, n: int, st: StringTable) -> tupl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EMAIDList:
+        raise RawEncodeError('expected EMAIDList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.emaid or ())]
+    x = m.emaid
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('emaid: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 8:
             raise RawEncodeError('bad number of EMAIDListType items')
@@ -3877,7 +3885,7 @@ def _e8002_EMAIDList(m: _i20.EMAIDList, a: int, n: int, st: StringTable) -> tupl
                 else:
                     a <<= 2
                     n += 2
-                if not x:
+                if x == '':
                     a = (a << 4) | 8
                     n += 4
                 else:
@@ -3899,7 +3907,6 @@ def _d8002_CertificateInstallationRes(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_processing', 'cps_certificate_chain', 'signed_installation_data', 'remaining_contract_certificate_chains'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -3961,10 +3968,12 @@ def _d8002_CertificateInstallationRes(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.CertificateInstallationRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_processing': f2, 'cps_certificate_chain': f3, 'signed_installation_data': f4, 'remaining_contract_certificate_chains': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_processing = f2
+    o.cps_certificate_chain = f3
+    o.signed_installation_data = f4
+    o.remaining_contract_certificate_chains = f5
     return o, p
 
 
@@ -3972,6 +3981,8 @@ def _e8002_CertificateInstallationRes(m: _i20.CertificateInstallationRes, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.CertificateInstallationRes:
+        raise RawEncodeError('expected CertificateInstallationRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -4030,7 +4041,6 @@ def _d8002_CertificateChain(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'certificate'}
     f0: Any = None
     f1: Any = None
     try:
@@ -4056,7 +4066,6 @@ def _d8002_CertificateChain(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'SubCertificates'
             x, p = _d8002_SubCertificates(v, ln, p, st)
             f1 = x
-            fs.add('sub_certificates')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -4069,10 +4078,8 @@ def _d8002_CertificateChain(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.CertificateChain)
-    _set(o, '__dict__', {'certificate': f0, 'sub_certificates': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.certificate = f0
+    o.sub_certificates = f1
     return o, p
 
 
@@ -4080,10 +4087,12 @@ def _e8002_CertificateChain(m: _i20.CertificateChain, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.CertificateChain:
+        raise RawEncodeError('expected CertificateChain, got ' + type(m).__name__)
     s = 0
     x = m.certificate
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -4111,7 +4120,6 @@ def _d8002_SignedInstallationData(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'id', 'contract_certificate_chain', 'ecdh_curve', 'dh_public_key'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -4172,7 +4180,6 @@ def _d8002_SignedInstallationData(v: int, ln: int, p: int, st: StringTable) -> t
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('secp521_encrypted_private_key')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
@@ -4189,7 +4196,6 @@ def _d8002_SignedInstallationData(v: int, ln: int, p: int, st: StringTable) -> t
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f5 = x
-            fs.add('x448_encrypted_private_key')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 6:
@@ -4206,7 +4212,6 @@ def _d8002_SignedInstallationData(v: int, ln: int, p: int, st: StringTable) -> t
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f6 = x
-            fs.add('tpm_encrypted_private_key')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -4219,10 +4224,13 @@ def _d8002_SignedInstallationData(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SignedInstallationData)
-    _set(o, '__dict__', {'id': f0, 'contract_certificate_chain': f1, 'ecdh_curve': f2, 'dh_public_key': f3, 'secp521_encrypted_private_key': f4, 'x448_encrypted_private_key': f5, 'tpm_encrypted_private_key': f6})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.contract_certificate_chain = f1
+    o.ecdh_curve = f2
+    o.dh_public_key = f3
+    o.secp521_encrypted_private_key = f4
+    o.x448_encrypted_private_key = f5
+    o.tpm_encrypted_private_key = f6
     return o, p
 
 
@@ -4230,6 +4238,8 @@ def _e8002_SignedInstallationData(m: _i20.SignedInstallationData, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SignedInstallationData:
+        raise RawEncodeError('expected SignedInstallationData, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is None:
@@ -4255,7 +4265,7 @@ def _e8002_SignedInstallationData(m: _i20.SignedInstallationData, a: int, n: int
         raise RawEncodeError('missing element in SignedInstallationDataType: ECDHCurve')
     x = m.dh_public_key
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -4269,7 +4279,9 @@ def _e8002_SignedInstallationData(m: _i20.SignedInstallationData, a: int, n: int
         raise RawEncodeError('missing element in SignedInstallationDataType: DHPublicKey')
     if m.secp521_encrypted_private_key is not None:
         x = m.secp521_encrypted_private_key
-        if not x:
+        if m.x448_encrypted_private_key is not None or m.tpm_encrypted_private_key is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in SignedInstallationDataType')
+        if x == b'':
             a = (a << 6) | 8
             n += 6
         else:
@@ -4281,7 +4293,9 @@ def _e8002_SignedInstallationData(m: _i20.SignedInstallationData, a: int, n: int
         s = 5
     elif m.x448_encrypted_private_key is not None:
         x = m.x448_encrypted_private_key
-        if not x:
+        if m.tpm_encrypted_private_key is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in SignedInstallationDataType')
+        if x == b'':
             a = (a << 6) | 24
             n += 6
         else:
@@ -4293,7 +4307,7 @@ def _e8002_SignedInstallationData(m: _i20.SignedInstallationData, a: int, n: int
         s = 5
     elif m.tpm_encrypted_private_key is not None:
         x = m.tpm_encrypted_private_key
-        if not x:
+        if x == b'':
             a = (a << 6) | 40
             n += 6
         else:
@@ -4314,7 +4328,6 @@ def _d8002_Manifest(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Manif
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'reference'}
     f0: Any = None
     f1: Any = None
     try:
@@ -4324,7 +4337,6 @@ def _d8002_Manifest(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Manif
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         l0_0: list[Any] = []
@@ -4351,10 +4363,8 @@ def _d8002_Manifest(v: int, ln: int, p: int, st: StringTable) -> tuple[_ds.Manif
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.Manifest)
-    _set(o, '__dict__', {'id': f0, 'reference': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.reference = f1
     return o, p
 
 
@@ -4362,6 +4372,8 @@ def _e8002_Manifest(m: _ds.Manifest, a: int, n: int, st: StringTable) -> tuple[i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.Manifest:
+        raise RawEncodeError('expected Manifest, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -4369,7 +4381,10 @@ def _e8002_Manifest(m: _ds.Manifest, a: int, n: int, st: StringTable) -> tuple[i
         n += 2
         a, n = wstr(a, n, x, st, '{}Id', None)
         s = 1
-    lst = [(0, y) for y in (m.reference or ())]
+    x = m.reference
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('reference: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1:
             raise RawEncodeError('bad number of ManifestType items')
@@ -4395,7 +4410,6 @@ def _d8002_MeteringConfirmationReq(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'signed_metering_data'}
     f0: Any = None
     f1: Any = None
     try:
@@ -4423,10 +4437,8 @@ def _d8002_MeteringConfirmationReq(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.MeteringConfirmationReq)
-    _set(o, '__dict__', {'header': f0, 'signed_metering_data': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.signed_metering_data = f1
     return o, p
 
 
@@ -4434,6 +4446,8 @@ def _e8002_MeteringConfirmationReq(m: _i20.MeteringConfirmationReq, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.MeteringConfirmationReq:
+        raise RawEncodeError('expected MeteringConfirmationReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -4460,7 +4474,6 @@ def _d8002_SignedMeteringData(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'id', 'session_id', 'meter_info'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -4502,21 +4515,18 @@ def _d8002_SignedMeteringData(v: int, ln: int, p: int, st: StringTable) -> tuple
             e_ = 'Receipt'
             x, p = _d8002_Receipt(v, ln, p, st)
             f3 = x
-            fs.add('receipt')
             p += 2
             ev = _T38[(v >> (ln - p)) & 3]
         if ev == 4:
             e_ = 'Dynamic_SMDTControlMode'
             x, p = _d8002_Dynamic_SMDTControlMode(v, ln, p, st)
             f4 = x
-            fs.add('dynamic_smdt_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
             e_ = 'Scheduled_SMDTControlMode'
             x, p = _d8002_Scheduled_SMDTControlMode(v, ln, p, st)
             f5 = x
-            fs.add('scheduled_smdt_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -4529,10 +4539,12 @@ def _d8002_SignedMeteringData(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SignedMeteringData)
-    _set(o, '__dict__', {'id': f0, 'session_id': f1, 'meter_info': f2, 'receipt': f3, 'dynamic_smdt_control_mode': f4, 'scheduled_smdt_control_mode': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.session_id = f1
+    o.meter_info = f2
+    o.receipt = f3
+    o.dynamic_smdt_control_mode = f4
+    o.scheduled_smdt_control_mode = f5
     return o, p
 
 
@@ -4540,6 +4552,8 @@ def _e8002_SignedMeteringData(m: _i20.SignedMeteringData, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SignedMeteringData:
+        raise RawEncodeError('expected SignedMeteringData, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is None:
@@ -4550,7 +4564,7 @@ def _e8002_SignedMeteringData(m: _i20.SignedMeteringData, a: int, n: int, st: St
     s = 1
     x = m.session_id
     if x is not None:
-        if not x:
+        if x == b'':
             a = (a << 5) | 8
             n += 5
         else:
@@ -4578,6 +4592,8 @@ def _e8002_SignedMeteringData(m: _i20.SignedMeteringData, a: int, n: int, st: St
         s = 4
     if m.dynamic_smdt_control_mode is not None:
         x = m.dynamic_smdt_control_mode
+        if m.scheduled_smdt_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in SignedMeteringDataType')
         cw = _K35[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -4601,7 +4617,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'meter_id', 'charged_energy_reading_wh'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -4661,7 +4676,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f2 = x
-            fs.add('bpt_discharged_energy_reading_wh')
             p += 3
             ev = _T42[(v >> (ln - p)) & 7]
         if ev == 3:
@@ -4679,7 +4693,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('capacitive_energy_reading_va_rh')
             p += 3
             ev = _T43[(v >> (ln - p)) & 7]
         if ev == 4:
@@ -4697,7 +4710,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('bpt_inductive_energy_reading_va_rh')
             p += 3
             ev = _T44[(v >> (ln - p)) & 7]
         if ev == 5:
@@ -4714,7 +4726,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f5 = x
-            fs.add('meter_signature')
             p += 2
             ev = _T45[(v >> (ln - p)) & 3]
         if ev == 6:
@@ -4729,7 +4740,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f6 = x
-            fs.add('meter_status')
             p += 2
             ev = _T46[(v >> (ln - p)) & 3]
         if ev == 7:
@@ -4747,7 +4757,6 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f7 = x
-            fs.add('meter_timestamp')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -4760,10 +4769,14 @@ def _d8002_MeterInfo(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Met
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.MeterInfo)
-    _set(o, '__dict__', {'meter_id': f0, 'charged_energy_reading_wh': f1, 'bpt_discharged_energy_reading_wh': f2, 'capacitive_energy_reading_va_rh': f3, 'bpt_inductive_energy_reading_va_rh': f4, 'meter_signature': f5, 'meter_status': f6, 'meter_timestamp': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.meter_id = f0
+    o.charged_energy_reading_wh = f1
+    o.bpt_discharged_energy_reading_wh = f2
+    o.capacitive_energy_reading_va_rh = f3
+    o.bpt_inductive_energy_reading_va_rh = f4
+    o.meter_signature = f5
+    o.meter_status = f6
+    o.meter_timestamp = f7
     return o, p
 
 
@@ -4771,10 +4784,12 @@ def _e8002_MeterInfo(m: _i20.MeterInfo, a: int, n: int, st: StringTable) -> tupl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.MeterInfo:
+        raise RawEncodeError('expected MeterInfo, got ' + type(m).__name__)
     s = 0
     x = m.meter_id
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -4847,7 +4862,7 @@ def _e8002_MeterInfo(m: _i20.MeterInfo, a: int, n: int, st: StringTable) -> tupl
         cw = _K39[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        if not x:
+        if x == b'':
             a = (a << 4) | 8
             n += 4
         else:
@@ -4893,7 +4908,6 @@ def _d8002_Receipt(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Recei
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -4924,28 +4938,24 @@ def _d8002_Receipt(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Recei
             e_ = 'EnergyCosts'
             x, p = _d8002_DetailedCost(v, ln, p, st)
             f1 = x
-            fs.add('energy_costs')
             p += 3
             ev = _T48[(v >> (ln - p)) & 7]
         if ev == 2:
             e_ = 'OccupancyCosts'
             x, p = _d8002_DetailedCost(v, ln, p, st)
             f2 = x
-            fs.add('occupancy_costs')
             p += 3
             ev = _T49[(v >> (ln - p)) & 7]
         if ev == 3:
             e_ = 'AdditionalServicesCosts'
             x, p = _d8002_DetailedCost(v, ln, p, st)
             f3 = x
-            fs.add('additional_services_costs')
             p += 2
             ev = _T50[(v >> (ln - p)) & 3]
         if ev == 4:
             e_ = 'OverstayCosts'
             x, p = _d8002_DetailedCost(v, ln, p, st)
             f4 = x
-            fs.add('overstay_costs')
             p += 2
             ev = _T51[(v >> (ln - p)) & 3]
         l5_0: list[Any] = []
@@ -4967,7 +4977,6 @@ def _d8002_Receipt(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Recei
                     ev = _T2[(v >> (ln - p)) & 1]
         if l5_0:
             f5 = l5_0
-            fs.add('tax_costs')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -4978,10 +4987,12 @@ def _d8002_Receipt(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Recei
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Receipt)
-    _set(o, '__dict__', {'time_anchor': f0, 'energy_costs': f1, 'occupancy_costs': f2, 'additional_services_costs': f3, 'overstay_costs': f4, 'tax_costs': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.time_anchor = f0
+    o.energy_costs = f1
+    o.occupancy_costs = f2
+    o.additional_services_costs = f3
+    o.overstay_costs = f4
+    o.tax_costs = f5
     return o, p
 
 
@@ -4989,6 +5000,8 @@ def _e8002_Receipt(m: _i20.Receipt, a: int, n: int, st: StringTable) -> tuple[in
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Receipt:
+        raise RawEncodeError('expected Receipt, got ' + type(m).__name__)
     s = 0
     x = m.time_anchor
     if x is not None:
@@ -5031,7 +5044,10 @@ def _e8002_Receipt(m: _i20.Receipt, a: int, n: int, st: StringTable) -> tuple[in
         n += cw[1]
         a, n = _e8002_DetailedCost(x, a, n, st)
         s = 5
-    lst = [(0, y) for y in (m.tax_costs or ())]
+    x = m.tax_costs
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('tax_costs: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 0 or len(lst) > 10:
             raise RawEncodeError('bad number of ReceiptType items')
@@ -5056,7 +5072,6 @@ def _d8002_DetailedCost(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'amount', 'cost_per_unit'}
     f0: Any = None
     f1: Any = None
     try:
@@ -5076,10 +5091,8 @@ def _d8002_DetailedCost(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -5100,10 +5113,8 @@ def _d8002_DetailedCost(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -5120,10 +5131,8 @@ def _d8002_DetailedCost(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DetailedCost)
-    _set(o, '__dict__', {'amount': f0, 'cost_per_unit': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.amount = f0
+    o.cost_per_unit = f1
     return o, p
 
 
@@ -5131,6 +5140,8 @@ def _e8002_DetailedCost(m: _i20.DetailedCost, a: int, n: int, st: StringTable) -
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DetailedCost:
+        raise RawEncodeError('expected DetailedCost, got ' + type(m).__name__)
     s = 0
     x = m.amount
     if x is not None:
@@ -5161,7 +5172,6 @@ def _d8002_RationalNumber(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'exponent', 'value'}
     f0: Any = None
     f1: Any = None
     try:
@@ -5199,10 +5209,8 @@ def _d8002_RationalNumber(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.RationalNumber)
-    _set(o, '__dict__', {'exponent': f0, 'value': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.exponent = f0
+    o.value = f1
     return o, p
 
 
@@ -5210,6 +5218,8 @@ def _e8002_RationalNumber(m: _i20.RationalNumber, a: int, n: int, st: StringTabl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.RationalNumber:
+        raise RawEncodeError('expected RationalNumber, got ' + type(m).__name__)
     s = 0
     x = m.exponent
     if x is not None:
@@ -5240,7 +5250,6 @@ def _d8002_DetailedTax(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.D
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'tax_rule_id', 'amount'}
     f0: Any = None
     f1: Any = None
     try:
@@ -5277,10 +5286,8 @@ def _d8002_DetailedTax(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.D
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -5297,10 +5304,8 @@ def _d8002_DetailedTax(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.D
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DetailedTax)
-    _set(o, '__dict__', {'tax_rule_id': f0, 'amount': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.tax_rule_id = f0
+    o.amount = f1
     return o, p
 
 
@@ -5308,6 +5313,8 @@ def _e8002_DetailedTax(m: _i20.DetailedTax, a: int, n: int, st: StringTable) -> 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DetailedTax:
+        raise RawEncodeError('expected DetailedTax, got ' + type(m).__name__)
     s = 0
     x = m.tax_rule_id
     if x is not None:
@@ -5342,7 +5349,6 @@ def _d8002_Dynamic_SMDTControlMode(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     try:
         p += 1
         ev = _T2[(v >> (ln - p)) & 1]
@@ -5356,10 +5362,6 @@ def _d8002_Dynamic_SMDTControlMode(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_SMDTControlMode)
-    _set(o, '__dict__', {})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
     return o, p
 
 
@@ -5367,6 +5369,8 @@ def _e8002_Dynamic_SMDTControlMode(m: _i20.Dynamic_SMDTControlMode, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_SMDTControlMode:
+        raise RawEncodeError('expected Dynamic_SMDTControlMode, got ' + type(m).__name__)
     s = 0
     a <<= 1
     n += 1
@@ -5377,7 +5381,6 @@ def _d8002_Scheduled_SMDTControlMode(v: int, ln: int, p: int, st: StringTable) -
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'selected_schedule_tuple_id'}
     f0: Any = None
     try:
         p += 1
@@ -5409,10 +5412,7 @@ def _d8002_Scheduled_SMDTControlMode(v: int, ln: int, p: int, st: StringTable) -
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_SMDTControlMode)
-    _set(o, '__dict__', {'selected_schedule_tuple_id': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.selected_schedule_tuple_id = f0
     return o, p
 
 
@@ -5420,6 +5420,8 @@ def _e8002_Scheduled_SMDTControlMode(m: _i20.Scheduled_SMDTControlMode, a: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_SMDTControlMode:
+        raise RawEncodeError('expected Scheduled_SMDTControlMode, got ' + type(m).__name__)
     s = 0
     x = m.selected_schedule_tuple_id
     if x is not None:
@@ -5444,7 +5446,6 @@ def _d8002_MeteringConfirmationRes(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     try:
@@ -5474,10 +5475,8 @@ def _d8002_MeteringConfirmationRes(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.MeteringConfirmationRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
     return o, p
 
 
@@ -5485,6 +5484,8 @@ def _e8002_MeteringConfirmationRes(m: _i20.MeteringConfirmationRes, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.MeteringConfirmationRes:
+        raise RawEncodeError('expected MeteringConfirmationRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -5510,7 +5511,6 @@ def _d8002_PowerDeliveryReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'ev_processing', 'charge_progress'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -5545,7 +5545,6 @@ def _d8002_PowerDeliveryReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'EVPowerProfile'
             x, p = _d8002_EVPowerProfile(v, ln, p, st)
             f3 = x
-            fs.add('ev_power_profile')
             p += 2
             ev = _T12[(v >> (ln - p)) & 3]
         if ev == 4:
@@ -5556,7 +5555,6 @@ def _d8002_PowerDeliveryReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
                 raise bad_event(p, e_, -3)
             f4 = _EV_iso20_ChannelSelection[((t >> 2) & 1)]
             ev = _T2[t & 1]
-            fs.add('bpt_channel_selection')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -5567,10 +5565,11 @@ def _d8002_PowerDeliveryReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PowerDeliveryReq)
-    _set(o, '__dict__', {'header': f0, 'ev_processing': f1, 'charge_progress': f2, 'ev_power_profile': f3, 'bpt_channel_selection': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ev_processing = f1
+    o.charge_progress = f2
+    o.ev_power_profile = f3
+    o.bpt_channel_selection = f4
     return o, p
 
 
@@ -5578,6 +5577,8 @@ def _e8002_PowerDeliveryReq(m: _i20.PowerDeliveryReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PowerDeliveryReq:
+        raise RawEncodeError('expected PowerDeliveryReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -5625,7 +5626,6 @@ def _d8002_EVPowerProfile(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'ev_power_profile_entries'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -5654,14 +5654,12 @@ def _d8002_EVPowerProfile(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
             e_ = 'Dynamic_EVPPTControlMode'
             x, p = _d8002_Dynamic_EVPPTControlMode(v, ln, p, st)
             f1 = x
-            fs.add('dynamic_evppt_control_mode')
             p += 1
             ev = _T5[(v >> (ln - p)) & 1]
         elif ev == 2:
             e_ = 'Scheduled_EVPPTControlMode'
             x, p = _d8002_Scheduled_EVPPTControlMode(v, ln, p, st)
             f2 = x
-            fs.add('scheduled_evppt_control_mode')
             p += 1
             ev = _T5[(v >> (ln - p)) & 1]
         if ev == 3:
@@ -5680,10 +5678,10 @@ def _d8002_EVPowerProfile(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPowerProfile)
-    _set(o, '__dict__', {'time_anchor': f0, 'dynamic_evppt_control_mode': f1, 'scheduled_evppt_control_mode': f2, 'ev_power_profile_entries': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.time_anchor = f0
+    o.dynamic_evppt_control_mode = f1
+    o.scheduled_evppt_control_mode = f2
+    o.ev_power_profile_entries = f3
     return o, p
 
 
@@ -5691,6 +5689,8 @@ def _e8002_EVPowerProfile(m: _i20.EVPowerProfile, a: int, n: int, st: StringTabl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPowerProfile:
+        raise RawEncodeError('expected EVPowerProfile, got ' + type(m).__name__)
     s = 0
     x = m.time_anchor
     if x is not None:
@@ -5708,6 +5708,8 @@ def _e8002_EVPowerProfile(m: _i20.EVPowerProfile, a: int, n: int, st: StringTabl
         raise RawEncodeError('missing element in EVPowerProfileType: TimeAnchor')
     if m.dynamic_evppt_control_mode is not None:
         x = m.dynamic_evppt_control_mode
+        if m.scheduled_evppt_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in EVPowerProfileType')
         a <<= 2
         n += 2
         a, n = _e8002_Dynamic_EVPPTControlMode(x, a, n, st)
@@ -5737,7 +5739,6 @@ def _d8002_Dynamic_EVPPTControlMode(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     try:
         p += 1
         ev = _T2[(v >> (ln - p)) & 1]
@@ -5751,10 +5752,6 @@ def _d8002_Dynamic_EVPPTControlMode(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_EVPPTControlMode)
-    _set(o, '__dict__', {})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
     return o, p
 
 
@@ -5762,6 +5759,8 @@ def _e8002_Dynamic_EVPPTControlMode(m: _i20.Dynamic_EVPPTControlMode, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_EVPPTControlMode:
+        raise RawEncodeError('expected Dynamic_EVPPTControlMode, got ' + type(m).__name__)
     s = 0
     a <<= 1
     n += 1
@@ -5772,7 +5771,6 @@ def _d8002_Scheduled_EVPPTControlMode(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'selected_schedule_tuple_id'}
     f0: Any = None
     f1: Any = None
     try:
@@ -5803,7 +5801,6 @@ def _d8002_Scheduled_EVPPTControlMode(v: int, ln: int, p: int, st: StringTable) 
                 raise bad_event(p, e_, -3)
             f1 = _EV_iso20_PowerToleranceAcceptance[((t >> 2) & 1)]
             ev = _T2[t & 1]
-            fs.add('power_tolerance_acceptance')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -5814,10 +5811,8 @@ def _d8002_Scheduled_EVPPTControlMode(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_EVPPTControlMode)
-    _set(o, '__dict__', {'selected_schedule_tuple_id': f0, 'power_tolerance_acceptance': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.selected_schedule_tuple_id = f0
+    o.power_tolerance_acceptance = f1
     return o, p
 
 
@@ -5825,6 +5820,8 @@ def _e8002_Scheduled_EVPPTControlMode(m: _i20.Scheduled_EVPPTControlMode, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_EVPPTControlMode:
+        raise RawEncodeError('expected Scheduled_EVPPTControlMode, got ' + type(m).__name__)
     s = 0
     x = m.selected_schedule_tuple_id
     if x is not None:
@@ -5855,7 +5852,6 @@ def _d8002_EVPowerProfileEntryList(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_power_profile_entry'}
     f0: Any = None
     try:
         p += 1
@@ -5888,10 +5884,7 @@ def _d8002_EVPowerProfileEntryList(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPowerProfileEntryList)
-    _set(o, '__dict__', {'ev_power_profile_entry': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_power_profile_entry = f0
     return o, p
 
 
@@ -5899,8 +5892,13 @@ def _e8002_EVPowerProfileEntryList(m: _i20.EVPowerProfileEntryList, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPowerProfileEntryList:
+        raise RawEncodeError('expected EVPowerProfileEntryList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.ev_power_profile_entry or ())]
+    x = m.ev_power_profile_entry
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('ev_power_profile_entry: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 2048:
             raise RawEncodeError('bad number of EVPowerProfileEntryListType items')
@@ -5926,7 +5924,6 @@ def _d8002_PowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'duration', 'power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -5965,10 +5962,8 @@ def _d8002_PowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tuple
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -5989,17 +5984,14 @@ def _d8002_PowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tuple
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T13[t & 3]
-            fs.add('power_l2')
         if ev == 3:
             e_ = 'Power_L3'
             p += 22
@@ -6014,17 +6006,14 @@ def _d8002_PowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tuple
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -6035,10 +6024,10 @@ def _d8002_PowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PowerScheduleEntry)
-    _set(o, '__dict__', {'duration': f0, 'power': f1, 'power_l2': f2, 'power_l3': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.duration = f0
+    o.power = f1
+    o.power_l2 = f2
+    o.power_l3 = f3
     return o, p
 
 
@@ -6046,6 +6035,8 @@ def _e8002_PowerScheduleEntry(m: _i20.PowerScheduleEntry, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PowerScheduleEntry:
+        raise RawEncodeError('expected PowerScheduleEntry, got ' + type(m).__name__)
     s = 0
     x = m.duration
     if x is not None:
@@ -6100,7 +6091,6 @@ def _d8002_PowerDeliveryRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -6125,7 +6115,6 @@ def _d8002_PowerDeliveryRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'EVSEStatus'
             x, p = _d8002_EVSEStatus(v, ln, p, st)
             f2 = x
-            fs.add('evse_status')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -6138,10 +6127,9 @@ def _d8002_PowerDeliveryRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PowerDeliveryRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_status': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_status = f2
     return o, p
 
 
@@ -6149,6 +6137,8 @@ def _e8002_PowerDeliveryRes(m: _i20.PowerDeliveryRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PowerDeliveryRes:
+        raise RawEncodeError('expected PowerDeliveryRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -6181,7 +6171,6 @@ def _d8002_EVSEStatus(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.EV
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'notification_max_delay', 'evse_notification'}
     f0: Any = None
     f1: Any = None
     try:
@@ -6222,10 +6211,8 @@ def _d8002_EVSEStatus(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.EV
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVSEStatus)
-    _set(o, '__dict__', {'notification_max_delay': f0, 'evse_notification': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.notification_max_delay = f0
+    o.evse_notification = f1
     return o, p
 
 
@@ -6233,6 +6220,8 @@ def _e8002_EVSEStatus(m: _i20.EVSEStatus, a: int, n: int, st: StringTable) -> tu
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVSEStatus:
+        raise RawEncodeError('expected EVSEStatus, got ' + type(m).__name__)
     s = 0
     x = m.notification_max_delay
     if x is not None:
@@ -6264,7 +6253,6 @@ def _d8002_ScheduleExchangeReq(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'maximum_supporting_points'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -6292,14 +6280,12 @@ def _d8002_ScheduleExchangeReq(v: int, ln: int, p: int, st: StringTable) -> tupl
             e_ = 'Dynamic_SEReqControlMode'
             x, p = _d8002_Dynamic_SEReqControlMode(v, ln, p, st)
             f2 = x
-            fs.add('dynamic_se_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 3:
             e_ = 'Scheduled_SEReqControlMode'
             x, p = _d8002_Scheduled_SEReqControlMode(v, ln, p, st)
             f3 = x
-            fs.add('scheduled_se_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -6312,10 +6298,10 @@ def _d8002_ScheduleExchangeReq(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ScheduleExchangeReq)
-    _set(o, '__dict__', {'header': f0, 'maximum_supporting_points': f1, 'dynamic_se_req_control_mode': f2, 'scheduled_se_req_control_mode': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.maximum_supporting_points = f1
+    o.dynamic_se_req_control_mode = f2
+    o.scheduled_se_req_control_mode = f3
     return o, p
 
 
@@ -6323,6 +6309,8 @@ def _e8002_ScheduleExchangeReq(m: _i20.ScheduleExchangeReq, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ScheduleExchangeReq:
+        raise RawEncodeError('expected ScheduleExchangeReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -6344,6 +6332,8 @@ def _e8002_ScheduleExchangeReq(m: _i20.ScheduleExchangeReq, a: int, n: int, st: 
         raise RawEncodeError('missing element in ScheduleExchangeReqType: MaximumSupportingPoints')
     if m.dynamic_se_req_control_mode is not None:
         x = m.dynamic_se_req_control_mode
+        if m.scheduled_se_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ScheduleExchangeReqType')
         a <<= 2
         n += 2
         a, n = _e8002_Dynamic_SEReqControlMode(x, a, n, st)
@@ -6365,7 +6355,6 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'departure_time', 'ev_target_energy_request', 'ev_maximum_energy_request', 'ev_minimum_energy_request'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -6404,7 +6393,6 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T8[t & 3]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 10
@@ -6415,7 +6403,6 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T5[t & 1]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'EVTargetEnergyRequest'
             p += 22
@@ -6430,10 +6417,8 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -6454,10 +6439,8 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -6478,10 +6461,8 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -6502,17 +6483,14 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T46[t & 3]
-            fs.add('ev_maximum_v2_x_energy_request')
         if ev == 7:
             e_ = 'EVMinimumV2XEnergyRequest'
             p += 22
@@ -6527,17 +6505,14 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_v2_x_energy_request')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -6548,10 +6523,14 @@ def _d8002_Dynamic_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_SEReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'ev_target_energy_request': f3, 'ev_maximum_energy_request': f4, 'ev_minimum_energy_request': f5, 'ev_maximum_v2_x_energy_request': f6, 'ev_minimum_v2_x_energy_request': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.ev_target_energy_request = f3
+    o.ev_maximum_energy_request = f4
+    o.ev_minimum_energy_request = f5
+    o.ev_maximum_v2_x_energy_request = f6
+    o.ev_minimum_v2_x_energy_request = f7
     return o, p
 
 
@@ -6559,6 +6538,8 @@ def _e8002_Dynamic_SEReqControlMode(m: _i20.Dynamic_SEReqControlMode, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_SEReqControlMode:
+        raise RawEncodeError('expected Dynamic_SEReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -6655,7 +6636,6 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -6679,7 +6659,6 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T56[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -6696,17 +6675,14 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T57[t & 7]
-            fs.add('ev_target_energy_request')
         if ev == 2:
             e_ = 'EVMaximumEnergyRequest'
             p += 22
@@ -6721,17 +6697,14 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T11[t & 3]
-            fs.add('ev_maximum_energy_request')
         if ev == 3:
             e_ = 'EVMinimumEnergyRequest'
             p += 22
@@ -6746,22 +6719,18 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T12[t & 3]
-            fs.add('ev_minimum_energy_request')
         if ev == 4:
             e_ = 'EVEnergyOffer'
             x, p = _d8002_EVEnergyOffer(v, ln, p, st)
             f4 = x
-            fs.add('ev_energy_offer')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -6774,10 +6743,11 @@ def _d8002_Scheduled_SEReqControlMode(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_SEReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'ev_target_energy_request': f1, 'ev_maximum_energy_request': f2, 'ev_minimum_energy_request': f3, 'ev_energy_offer': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.ev_target_energy_request = f1
+    o.ev_maximum_energy_request = f2
+    o.ev_minimum_energy_request = f3
+    o.ev_energy_offer = f4
     return o, p
 
 
@@ -6785,6 +6755,8 @@ def _e8002_Scheduled_SEReqControlMode(m: _i20.Scheduled_SEReqControlMode, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_SEReqControlMode:
+        raise RawEncodeError('expected Scheduled_SEReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -6848,7 +6820,6 @@ def _d8002_EVEnergyOffer(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_power_schedule', 'ev_absolute_price_schedule'}
     f0: Any = None
     f1: Any = None
     try:
@@ -6876,10 +6847,8 @@ def _d8002_EVEnergyOffer(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVEnergyOffer)
-    _set(o, '__dict__', {'ev_power_schedule': f0, 'ev_absolute_price_schedule': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_power_schedule = f0
+    o.ev_absolute_price_schedule = f1
     return o, p
 
 
@@ -6887,6 +6856,8 @@ def _e8002_EVEnergyOffer(m: _i20.EVEnergyOffer, a: int, n: int, st: StringTable)
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVEnergyOffer:
+        raise RawEncodeError('expected EVEnergyOffer, got ' + type(m).__name__)
     s = 0
     x = m.ev_power_schedule
     if x is not None:
@@ -6913,7 +6884,6 @@ def _d8002_EVPowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'ev_power_schedule_entries'}
     f0: Any = None
     f1: Any = None
     try:
@@ -6952,10 +6922,8 @@ def _d8002_EVPowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPowerSchedule)
-    _set(o, '__dict__', {'time_anchor': f0, 'ev_power_schedule_entries': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.time_anchor = f0
+    o.ev_power_schedule_entries = f1
     return o, p
 
 
@@ -6963,6 +6931,8 @@ def _e8002_EVPowerSchedule(m: _i20.EVPowerSchedule, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPowerSchedule:
+        raise RawEncodeError('expected EVPowerSchedule, got ' + type(m).__name__)
     s = 0
     x = m.time_anchor
     if x is not None:
@@ -6995,7 +6965,6 @@ def _d8002_EVPowerScheduleEntryList(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_power_schedule_entry'}
     f0: Any = None
     try:
         p += 1
@@ -7028,10 +6997,7 @@ def _d8002_EVPowerScheduleEntryList(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPowerScheduleEntryList)
-    _set(o, '__dict__', {'ev_power_schedule_entry': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_power_schedule_entry = f0
     return o, p
 
 
@@ -7039,8 +7005,13 @@ def _e8002_EVPowerScheduleEntryList(m: _i20.EVPowerScheduleEntryList, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPowerScheduleEntryList:
+        raise RawEncodeError('expected EVPowerScheduleEntryList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.ev_power_schedule_entry or ())]
+    x = m.ev_power_schedule_entry
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('ev_power_schedule_entry: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 1024:
             raise RawEncodeError('bad number of EVPowerScheduleEntryListType items')
@@ -7066,7 +7037,6 @@ def _d8002_EVPowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tup
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'duration', 'power'}
     f0: Any = None
     f1: Any = None
     try:
@@ -7103,10 +7073,8 @@ def _d8002_EVPowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tup
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -7123,10 +7091,8 @@ def _d8002_EVPowerScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> tup
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPowerScheduleEntry)
-    _set(o, '__dict__', {'duration': f0, 'power': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.duration = f0
+    o.power = f1
     return o, p
 
 
@@ -7134,6 +7100,8 @@ def _e8002_EVPowerScheduleEntry(m: _i20.EVPowerScheduleEntry, a: int, n: int, st
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPowerScheduleEntry:
+        raise RawEncodeError('expected EVPowerScheduleEntry, got ' + type(m).__name__)
     s = 0
     x = m.duration
     if x is not None:
@@ -7168,7 +7136,6 @@ def _d8002_EVAbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'currency', 'price_algorithm', 'ev_price_rule_stacks'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -7241,10 +7208,10 @@ def _d8002_EVAbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVAbsolutePriceSchedule)
-    _set(o, '__dict__', {'time_anchor': f0, 'currency': f1, 'price_algorithm': f2, 'ev_price_rule_stacks': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.time_anchor = f0
+    o.currency = f1
+    o.price_algorithm = f2
+    o.ev_price_rule_stacks = f3
     return o, p
 
 
@@ -7252,6 +7219,8 @@ def _e8002_EVAbsolutePriceSchedule(m: _i20.EVAbsolutePriceSchedule, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVAbsolutePriceSchedule:
+        raise RawEncodeError('expected EVAbsolutePriceSchedule, got ' + type(m).__name__)
     s = 0
     x = m.time_anchor
     if x is not None:
@@ -7269,7 +7238,7 @@ def _e8002_EVAbsolutePriceSchedule(m: _i20.EVAbsolutePriceSchedule, a: int, n: i
         raise RawEncodeError('missing element in EVAbsolutePriceScheduleType: TimeAnchor')
     x = m.currency
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -7283,7 +7252,7 @@ def _e8002_EVAbsolutePriceSchedule(m: _i20.EVAbsolutePriceSchedule, a: int, n: i
         raise RawEncodeError('missing element in EVAbsolutePriceScheduleType: Currency')
     x = m.price_algorithm
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -7312,7 +7281,6 @@ def _d8002_EVPriceRuleStackList(v: int, ln: int, p: int, st: StringTable) -> tup
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_price_rule_stack'}
     f0: Any = None
     try:
         p += 1
@@ -7345,10 +7313,7 @@ def _d8002_EVPriceRuleStackList(v: int, ln: int, p: int, st: StringTable) -> tup
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPriceRuleStackList)
-    _set(o, '__dict__', {'ev_price_rule_stack': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_price_rule_stack = f0
     return o, p
 
 
@@ -7356,8 +7321,13 @@ def _e8002_EVPriceRuleStackList(m: _i20.EVPriceRuleStackList, a: int, n: int, st
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPriceRuleStackList:
+        raise RawEncodeError('expected EVPriceRuleStackList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.ev_price_rule_stack or ())]
+    x = m.ev_price_rule_stack
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('ev_price_rule_stack: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 1024:
             raise RawEncodeError('bad number of EVPriceRuleStackListType items')
@@ -7383,7 +7353,6 @@ def _d8002_EVPriceRuleStack(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'duration', 'ev_price_rule'}
     f0: Any = None
     f1: Any = None
     try:
@@ -7434,10 +7403,8 @@ def _d8002_EVPriceRuleStack(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPriceRuleStack)
-    _set(o, '__dict__', {'duration': f0, 'ev_price_rule': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.duration = f0
+    o.ev_price_rule = f1
     return o, p
 
 
@@ -7445,6 +7412,8 @@ def _e8002_EVPriceRuleStack(m: _i20.EVPriceRuleStack, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPriceRuleStack:
+        raise RawEncodeError('expected EVPriceRuleStack, got ' + type(m).__name__)
     s = 0
     x = m.duration
     if x is not None:
@@ -7460,7 +7429,10 @@ def _e8002_EVPriceRuleStack(m: _i20.EVPriceRuleStack, a: int, n: int, st: String
         s = 1
     else:
         raise RawEncodeError('missing element in EVPriceRuleStackType: Duration')
-    lst = [(0, y) for y in (m.ev_price_rule or ())]
+    x = m.ev_price_rule
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('ev_price_rule: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 8:
             raise RawEncodeError('bad number of EVPriceRuleStackType items')
@@ -7486,7 +7458,6 @@ def _d8002_EVPriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.E
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'energy_fee', 'power_range_start'}
     f0: Any = None
     f1: Any = None
     try:
@@ -7506,10 +7477,8 @@ def _d8002_EVPriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.E
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -7530,10 +7499,8 @@ def _d8002_EVPriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.E
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -7550,10 +7517,8 @@ def _d8002_EVPriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.E
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.EVPriceRule)
-    _set(o, '__dict__', {'energy_fee': f0, 'power_range_start': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.energy_fee = f0
+    o.power_range_start = f1
     return o, p
 
 
@@ -7561,6 +7526,8 @@ def _e8002_EVPriceRule(m: _i20.EVPriceRule, a: int, n: int, st: StringTable) -> 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.EVPriceRule:
+        raise RawEncodeError('expected EVPriceRule, got ' + type(m).__name__)
     s = 0
     x = m.energy_fee
     if x is not None:
@@ -7591,7 +7558,6 @@ def _d8002_ScheduleExchangeRes(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_processing'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -7631,19 +7597,16 @@ def _d8002_ScheduleExchangeRes(v: int, ln: int, p: int, st: StringTable) -> tupl
                 raise bad_event(p, e_, -3)
             f3 = ((t >> 3) & 1) == 1
             ev = _T38[t & 3]
-            fs.add('go_to_pause')
         if ev == 4:
             e_ = 'Dynamic_SEResControlMode'
             x, p = _d8002_Dynamic_SEResControlMode(v, ln, p, st)
             f4 = x
-            fs.add('dynamic_se_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
             e_ = 'Scheduled_SEResControlMode'
             x, p = _d8002_Scheduled_SEResControlMode(v, ln, p, st)
             f5 = x
-            fs.add('scheduled_se_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -7656,10 +7619,12 @@ def _d8002_ScheduleExchangeRes(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ScheduleExchangeRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_processing': f2, 'go_to_pause': f3, 'dynamic_se_res_control_mode': f4, 'scheduled_se_res_control_mode': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_processing = f2
+    o.go_to_pause = f3
+    o.dynamic_se_res_control_mode = f4
+    o.scheduled_se_res_control_mode = f5
     return o, p
 
 
@@ -7667,6 +7632,8 @@ def _e8002_ScheduleExchangeRes(m: _i20.ScheduleExchangeRes, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ScheduleExchangeRes:
+        raise RawEncodeError('expected ScheduleExchangeRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -7692,11 +7659,13 @@ def _e8002_ScheduleExchangeRes(m: _i20.ScheduleExchangeRes, a: int, n: int, st: 
         raise RawEncodeError('missing element in ScheduleExchangeResType: EVSEProcessing')
     x = m.go_to_pause
     if x is not None:
-        a = (a << 5) | ((1 if x else 0) << 1)
+        a = (a << 5) | (_B[x] << 1)
         n += 5
         s = 4
     if m.dynamic_se_res_control_mode is not None:
         x = m.dynamic_se_res_control_mode
+        if m.scheduled_se_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ScheduleExchangeResType')
         cw = _K67[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -7720,7 +7689,6 @@ def _d8002_Dynamic_SEResControlMode(v: int, ln: int, p: int, st: StringTable) ->
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -7744,7 +7712,6 @@ def _d8002_Dynamic_SEResControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T56[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -7757,7 +7724,6 @@ def _d8002_Dynamic_SEResControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T57[t & 7]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 11
@@ -7768,19 +7734,16 @@ def _d8002_Dynamic_SEResControlMode(v: int, ln: int, p: int, st: StringTable) ->
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T11[t & 3]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'AbsolutePriceSchedule'
             x, p = _d8002_AbsolutePriceSchedule(v, ln, p, st)
             f3 = x
-            fs.add('absolute_price_schedule')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 4:
             e_ = 'PriceLevelSchedule'
             x, p = _d8002_PriceLevelSchedule(v, ln, p, st)
             f4 = x
-            fs.add('price_level_schedule')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -7793,10 +7756,11 @@ def _d8002_Dynamic_SEResControlMode(v: int, ln: int, p: int, st: StringTable) ->
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_SEResControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'absolute_price_schedule': f3, 'price_level_schedule': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.absolute_price_schedule = f3
+    o.price_level_schedule = f4
     return o, p
 
 
@@ -7804,6 +7768,8 @@ def _e8002_Dynamic_SEResControlMode(m: _i20.Dynamic_SEResControlMode, a: int, n:
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_SEResControlMode:
+        raise RawEncodeError('expected Dynamic_SEResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -7841,6 +7807,8 @@ def _e8002_Dynamic_SEResControlMode(m: _i20.Dynamic_SEResControlMode, a: int, n:
         s = 3
     if m.absolute_price_schedule is not None:
         x = m.absolute_price_schedule
+        if m.price_level_schedule is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in Dynamic_SEResControlModeType')
         cw = _K71[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -7863,7 +7831,6 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'price_schedule_id', 'currency', 'language', 'price_algorithm', 'price_rule_stacks'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -7884,7 +7851,6 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{urn:iso:std:iso:15118:-20:CommonMessages}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -7935,7 +7901,6 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('price_schedule_description')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -8000,17 +7965,14 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T60[t & 3]
-            fs.add('minimum_cost')
         if ev == 8:
             e_ = 'MaximumCost'
             p += 22
@@ -8025,22 +7987,18 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T61[t & 3]
-            fs.add('maximum_cost')
         if ev == 9:
             e_ = 'TaxRules'
             x, p = _d8002_TaxRuleList(v, ln, p, st)
             f9 = x
-            fs.add('tax_rules')
             p += 1
             ev = _T62[(v >> (ln - p)) & 1]
         if ev == 10:
@@ -8053,14 +8011,12 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
             e_ = 'OverstayRules'
             x, p = _d8002_OverstayRuleList(v, ln, p, st)
             f11 = x
-            fs.add('overstay_rules')
             p += 2
             ev = _T64[(v >> (ln - p)) & 3]
         if ev == 12:
             e_ = 'AdditionalSelectedServices'
             x, p = _d8002_AdditionalServiceList(v, ln, p, st)
             f12 = x
-            fs.add('additional_selected_services')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -8073,10 +8029,19 @@ def _d8002_AbsolutePriceSchedule(v: int, ln: int, p: int, st: StringTable) -> tu
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AbsolutePriceSchedule)
-    _set(o, '__dict__', {'id': f0, 'time_anchor': f1, 'price_schedule_id': f2, 'price_schedule_description': f3, 'currency': f4, 'language': f5, 'price_algorithm': f6, 'minimum_cost': f7, 'maximum_cost': f8, 'tax_rules': f9, 'price_rule_stacks': f10, 'overstay_rules': f11, 'additional_selected_services': f12})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.time_anchor = f1
+    o.price_schedule_id = f2
+    o.price_schedule_description = f3
+    o.currency = f4
+    o.language = f5
+    o.price_algorithm = f6
+    o.minimum_cost = f7
+    o.maximum_cost = f8
+    o.tax_rules = f9
+    o.price_rule_stacks = f10
+    o.overstay_rules = f11
+    o.additional_selected_services = f12
     return o, p
 
 
@@ -8084,6 +8049,8 @@ def _e8002_AbsolutePriceSchedule(m: _i20.AbsolutePriceSchedule, a: int, n: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AbsolutePriceSchedule:
+        raise RawEncodeError('expected AbsolutePriceSchedule, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -8124,7 +8091,7 @@ def _e8002_AbsolutePriceSchedule(m: _i20.AbsolutePriceSchedule, a: int, n: int, 
         raise RawEncodeError('missing element in AbsolutePriceScheduleType: PriceScheduleID')
     x = m.price_schedule_description
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 6) | 8
             n += 6
         else:
@@ -8139,7 +8106,7 @@ def _e8002_AbsolutePriceSchedule(m: _i20.AbsolutePriceSchedule, a: int, n: int, 
         cw = _K75[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        if not x:
+        if x == '':
             a = (a << 4) | 8
             n += 4
         else:
@@ -8153,7 +8120,7 @@ def _e8002_AbsolutePriceSchedule(m: _i20.AbsolutePriceSchedule, a: int, n: int, 
         raise RawEncodeError('missing element in AbsolutePriceScheduleType: Currency')
     x = m.language
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -8167,7 +8134,7 @@ def _e8002_AbsolutePriceSchedule(m: _i20.AbsolutePriceSchedule, a: int, n: int, 
         raise RawEncodeError('missing element in AbsolutePriceScheduleType: Language')
     x = m.price_algorithm
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -8237,7 +8204,6 @@ def _d8002_TaxRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.T
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'tax_rule'}
     f0: Any = None
     try:
         p += 1
@@ -8270,10 +8236,7 @@ def _d8002_TaxRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.T
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.TaxRuleList)
-    _set(o, '__dict__', {'tax_rule': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.tax_rule = f0
     return o, p
 
 
@@ -8281,8 +8244,13 @@ def _e8002_TaxRuleList(m: _i20.TaxRuleList, a: int, n: int, st: StringTable) -> 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.TaxRuleList:
+        raise RawEncodeError('expected TaxRuleList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.tax_rule or ())]
+    x = m.tax_rule
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('tax_rule: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 10:
             raise RawEncodeError('bad number of TaxRuleListType items')
@@ -8308,7 +8276,6 @@ def _d8002_TaxRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.TaxRu
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'tax_rule_id', 'tax_rate', 'applies_to_energy_fee', 'applies_to_parking_fee', 'applies_to_overstay_fee', 'applies_minimum_maximum_cost'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -8351,7 +8318,6 @@ def _d8002_TaxRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.TaxRu
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f1 = x
-            fs.add('tax_rule_name')
             p += 1
             ev = _T4[(v >> (ln - p)) & 1]
         if ev == 2:
@@ -8368,10 +8334,8 @@ def _d8002_TaxRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.TaxRu
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -8386,7 +8350,6 @@ def _d8002_TaxRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.TaxRu
                 raise bad_event(p, e_, -3)
             f3 = ((t >> 2) & 1) == 1
             ev = _T6[t & 1]
-            fs.add('tax_included_in_price')
         if ev == 4:
             e_ = 'AppliesToEnergyFee'
             p += 4
@@ -8429,10 +8392,14 @@ def _d8002_TaxRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.TaxRu
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.TaxRule)
-    _set(o, '__dict__', {'tax_rule_id': f0, 'tax_rule_name': f1, 'tax_rate': f2, 'tax_included_in_price': f3, 'applies_to_energy_fee': f4, 'applies_to_parking_fee': f5, 'applies_to_overstay_fee': f6, 'applies_minimum_maximum_cost': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.tax_rule_id = f0
+    o.tax_rule_name = f1
+    o.tax_rate = f2
+    o.tax_included_in_price = f3
+    o.applies_to_energy_fee = f4
+    o.applies_to_parking_fee = f5
+    o.applies_to_overstay_fee = f6
+    o.applies_minimum_maximum_cost = f7
     return o, p
 
 
@@ -8440,6 +8407,8 @@ def _e8002_TaxRule(m: _i20.TaxRule, a: int, n: int, st: StringTable) -> tuple[in
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.TaxRule:
+        raise RawEncodeError('expected TaxRule, got ' + type(m).__name__)
     s = 0
     x = m.tax_rule_id
     if x is not None:
@@ -8457,7 +8426,7 @@ def _e8002_TaxRule(m: _i20.TaxRule, a: int, n: int, st: StringTable) -> tuple[in
         raise RawEncodeError('missing element in TaxRuleType: TaxRuleID')
     x = m.tax_rule_name
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 6) | 8
             n += 6
         else:
@@ -8482,7 +8451,7 @@ def _e8002_TaxRule(m: _i20.TaxRule, a: int, n: int, st: StringTable) -> tuple[in
         raise RawEncodeError('missing element in TaxRuleType: TaxRate')
     x = m.tax_included_in_price
     if x is not None:
-        a = (a << 5) | ((1 if x else 0) << 1)
+        a = (a << 5) | (_B[x] << 1)
         n += 5
         s = 4
     x = m.applies_to_energy_fee
@@ -8490,28 +8459,28 @@ def _e8002_TaxRule(m: _i20.TaxRule, a: int, n: int, st: StringTable) -> tuple[in
         cw = _K83[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 5
     else:
         raise RawEncodeError('missing element in TaxRuleType: AppliesToEnergyFee')
     x = m.applies_to_parking_fee
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 6
     else:
         raise RawEncodeError('missing element in TaxRuleType: AppliesToParkingFee')
     x = m.applies_to_overstay_fee
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 7
     else:
         raise RawEncodeError('missing element in TaxRuleType: AppliesToOverstayFee')
     x = m.applies_minimum_maximum_cost
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 8
     else:
@@ -8525,7 +8494,6 @@ def _d8002_PriceRuleStackList(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'price_rule_stack'}
     f0: Any = None
     try:
         p += 1
@@ -8558,10 +8526,7 @@ def _d8002_PriceRuleStackList(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceRuleStackList)
-    _set(o, '__dict__', {'price_rule_stack': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.price_rule_stack = f0
     return o, p
 
 
@@ -8569,8 +8534,13 @@ def _e8002_PriceRuleStackList(m: _i20.PriceRuleStackList, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceRuleStackList:
+        raise RawEncodeError('expected PriceRuleStackList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.price_rule_stack or ())]
+    x = m.price_rule_stack
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('price_rule_stack: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 1024:
             raise RawEncodeError('bad number of PriceRuleStackListType items')
@@ -8596,7 +8566,6 @@ def _d8002_PriceRuleStack(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'duration', 'price_rule'}
     f0: Any = None
     f1: Any = None
     try:
@@ -8647,10 +8616,8 @@ def _d8002_PriceRuleStack(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceRuleStack)
-    _set(o, '__dict__', {'duration': f0, 'price_rule': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.duration = f0
+    o.price_rule = f1
     return o, p
 
 
@@ -8658,6 +8625,8 @@ def _e8002_PriceRuleStack(m: _i20.PriceRuleStack, a: int, n: int, st: StringTabl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceRuleStack:
+        raise RawEncodeError('expected PriceRuleStack, got ' + type(m).__name__)
     s = 0
     x = m.duration
     if x is not None:
@@ -8673,7 +8642,10 @@ def _e8002_PriceRuleStack(m: _i20.PriceRuleStack, a: int, n: int, st: StringTabl
         s = 1
     else:
         raise RawEncodeError('missing element in PriceRuleStackType: Duration')
-    lst = [(0, y) for y in (m.price_rule or ())]
+    x = m.price_rule
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('price_rule: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 8:
             raise RawEncodeError('bad number of PriceRuleStackType items')
@@ -8699,7 +8671,6 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'energy_fee', 'power_range_start'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -8723,10 +8694,8 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -8747,17 +8716,14 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T67[t & 7]
-            fs.add('parking_fee')
         if ev == 2:
             e_ = 'ParkingFeePeriod'
             p += 1
@@ -8773,7 +8739,6 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f2 = x
-            fs.add('parking_fee_period')
             p += 2
             ev = _T40[(v >> (ln - p)) & 3]
         if ev == 3:
@@ -8791,7 +8756,6 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('carbon_dioxide_emission')
             p += 2
             ev = _T38[(v >> (ln - p)) & 3]
         if ev == 4:
@@ -8802,7 +8766,6 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
                 raise bad_event(p, e_, -3)
             f4 = ((t >> 2) & 255)
             ev = _T21[t & 1]
-            fs.add('renewable_generation_percentage')
         if ev == 5:
             e_ = 'PowerRangeStart'
             p += 22
@@ -8817,10 +8780,8 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -8837,10 +8798,12 @@ def _d8002_PriceRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Pri
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceRule)
-    _set(o, '__dict__', {'energy_fee': f0, 'parking_fee': f1, 'parking_fee_period': f2, 'carbon_dioxide_emission': f3, 'renewable_generation_percentage': f4, 'power_range_start': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.energy_fee = f0
+    o.parking_fee = f1
+    o.parking_fee_period = f2
+    o.carbon_dioxide_emission = f3
+    o.renewable_generation_percentage = f4
+    o.power_range_start = f5
     return o, p
 
 
@@ -8848,6 +8811,8 @@ def _e8002_PriceRule(m: _i20.PriceRule, a: int, n: int, st: StringTable) -> tupl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceRule:
+        raise RawEncodeError('expected PriceRule, got ' + type(m).__name__)
     s = 0
     x = m.energy_fee
     if x is not None:
@@ -8930,7 +8895,6 @@ def _d8002_OverstayRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'overstay_rule'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -8952,7 +8916,6 @@ def _d8002_OverstayRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('overstay_time_threshold')
             p += 2
             ev = _T52[(v >> (ln - p)) & 3]
         if ev == 1:
@@ -8969,17 +8932,14 @@ def _d8002_OverstayRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T4[t & 1]
-            fs.add('overstay_power_threshold')
         l2_0: list[Any] = []
         if ev == 2:
             c = 0
@@ -9008,10 +8968,9 @@ def _d8002_OverstayRuleList(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.OverstayRuleList)
-    _set(o, '__dict__', {'overstay_time_threshold': f0, 'overstay_power_threshold': f1, 'overstay_rule': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.overstay_time_threshold = f0
+    o.overstay_power_threshold = f1
+    o.overstay_rule = f2
     return o, p
 
 
@@ -9019,6 +8978,8 @@ def _e8002_OverstayRuleList(m: _i20.OverstayRuleList, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.OverstayRuleList:
+        raise RawEncodeError('expected OverstayRuleList, got ' + type(m).__name__)
     s = 0
     x = m.overstay_time_threshold
     if x is not None:
@@ -9043,7 +9004,10 @@ def _e8002_OverstayRuleList(m: _i20.OverstayRuleList, a: int, n: int, st: String
         a = (a << (0 + e[1])) | e[0]
         n += 0 + e[1]
         s = 2
-    lst = [(0, y) for y in (m.overstay_rule or ())]
+    x = m.overstay_rule
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('overstay_rule: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 5:
             raise RawEncodeError('bad number of OverstayRuleListType items')
@@ -9070,7 +9034,6 @@ def _d8002_OverstayRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'start_time', 'overstay_fee', 'overstay_fee_period'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -9092,7 +9055,6 @@ def _d8002_OverstayRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('overstay_rule_description')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -9126,10 +9088,8 @@ def _d8002_OverstayRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -9163,10 +9123,10 @@ def _d8002_OverstayRule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.OverstayRule)
-    _set(o, '__dict__', {'overstay_rule_description': f0, 'start_time': f1, 'overstay_fee': f2, 'overstay_fee_period': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.overstay_rule_description = f0
+    o.start_time = f1
+    o.overstay_fee = f2
+    o.overstay_fee_period = f3
     return o, p
 
 
@@ -9174,10 +9134,12 @@ def _e8002_OverstayRule(m: _i20.OverstayRule, a: int, n: int, st: StringTable) -
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.OverstayRule:
+        raise RawEncodeError('expected OverstayRule, got ' + type(m).__name__)
     s = 0
     x = m.overstay_rule_description
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 6) | 8
             n += 6
         else:
@@ -9237,7 +9199,6 @@ def _d8002_AdditionalServiceList(v: int, ln: int, p: int, st: StringTable) -> tu
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'additional_service'}
     f0: Any = None
     try:
         p += 1
@@ -9270,10 +9231,7 @@ def _d8002_AdditionalServiceList(v: int, ln: int, p: int, st: StringTable) -> tu
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AdditionalServiceList)
-    _set(o, '__dict__', {'additional_service': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.additional_service = f0
     return o, p
 
 
@@ -9281,8 +9239,13 @@ def _e8002_AdditionalServiceList(m: _i20.AdditionalServiceList, a: int, n: int, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AdditionalServiceList:
+        raise RawEncodeError('expected AdditionalServiceList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.additional_service or ())]
+    x = m.additional_service
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('additional_service: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 5:
             raise RawEncodeError('bad number of AdditionalServiceListType items')
@@ -9308,7 +9271,6 @@ def _d8002_AdditionalService(v: int, ln: int, p: int, st: StringTable) -> tuple[
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'service_name', 'service_fee'}
     f0: Any = None
     f1: Any = None
     try:
@@ -9344,10 +9306,8 @@ def _d8002_AdditionalService(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -9364,10 +9324,8 @@ def _d8002_AdditionalService(v: int, ln: int, p: int, st: StringTable) -> tuple[
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AdditionalService)
-    _set(o, '__dict__', {'service_name': f0, 'service_fee': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.service_name = f0
+    o.service_fee = f1
     return o, p
 
 
@@ -9375,10 +9333,12 @@ def _e8002_AdditionalService(m: _i20.AdditionalService, a: int, n: int, st: Stri
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AdditionalService:
+        raise RawEncodeError('expected AdditionalService, got ' + type(m).__name__)
     s = 0
     x = m.service_name
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -9409,7 +9369,6 @@ def _d8002_PriceLevelSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'price_schedule_id', 'number_of_price_levels', 'price_level_schedule_entries'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -9423,7 +9382,6 @@ def _d8002_PriceLevelSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{urn:iso:std:iso:15118:-20:CommonMessages}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -9474,7 +9432,6 @@ def _d8002_PriceLevelSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('price_schedule_description')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -9501,10 +9458,12 @@ def _d8002_PriceLevelSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceLevelSchedule)
-    _set(o, '__dict__', {'id': f0, 'time_anchor': f1, 'price_schedule_id': f2, 'price_schedule_description': f3, 'number_of_price_levels': f4, 'price_level_schedule_entries': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.time_anchor = f1
+    o.price_schedule_id = f2
+    o.price_schedule_description = f3
+    o.number_of_price_levels = f4
+    o.price_level_schedule_entries = f5
     return o, p
 
 
@@ -9512,6 +9471,8 @@ def _e8002_PriceLevelSchedule(m: _i20.PriceLevelSchedule, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceLevelSchedule:
+        raise RawEncodeError('expected PriceLevelSchedule, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -9552,7 +9513,7 @@ def _e8002_PriceLevelSchedule(m: _i20.PriceLevelSchedule, a: int, n: int, st: St
         raise RawEncodeError('missing element in PriceLevelScheduleType: PriceScheduleID')
     x = m.price_schedule_description
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 6) | 8
             n += 6
         else:
@@ -9592,7 +9553,6 @@ def _d8002_PriceLevelScheduleEntryList(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'price_level_schedule_entry'}
     f0: Any = None
     try:
         p += 1
@@ -9625,10 +9585,7 @@ def _d8002_PriceLevelScheduleEntryList(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceLevelScheduleEntryList)
-    _set(o, '__dict__', {'price_level_schedule_entry': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.price_level_schedule_entry = f0
     return o, p
 
 
@@ -9636,8 +9593,13 @@ def _e8002_PriceLevelScheduleEntryList(m: _i20.PriceLevelScheduleEntryList, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceLevelScheduleEntryList:
+        raise RawEncodeError('expected PriceLevelScheduleEntryList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.price_level_schedule_entry or ())]
+    x = m.price_level_schedule_entry
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('price_level_schedule_entry: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 1024:
             raise RawEncodeError('bad number of PriceLevelScheduleEntryListType items')
@@ -9663,7 +9625,6 @@ def _d8002_PriceLevelScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'duration', 'price_level'}
     f0: Any = None
     f1: Any = None
     try:
@@ -9704,10 +9665,8 @@ def _d8002_PriceLevelScheduleEntry(v: int, ln: int, p: int, st: StringTable) -> 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PriceLevelScheduleEntry)
-    _set(o, '__dict__', {'duration': f0, 'price_level': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.duration = f0
+    o.price_level = f1
     return o, p
 
 
@@ -9715,6 +9674,8 @@ def _e8002_PriceLevelScheduleEntry(m: _i20.PriceLevelScheduleEntry, a: int, n: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PriceLevelScheduleEntry:
+        raise RawEncodeError('expected PriceLevelScheduleEntry, got ' + type(m).__name__)
     s = 0
     x = m.duration
     if x is not None:
@@ -9749,7 +9710,6 @@ def _d8002_Scheduled_SEResControlMode(v: int, ln: int, p: int, st: StringTable) 
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'schedule_tuple'}
     f0: Any = None
     try:
         p += 1
@@ -9782,10 +9742,7 @@ def _d8002_Scheduled_SEResControlMode(v: int, ln: int, p: int, st: StringTable) 
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_SEResControlMode)
-    _set(o, '__dict__', {'schedule_tuple': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.schedule_tuple = f0
     return o, p
 
 
@@ -9793,8 +9750,13 @@ def _e8002_Scheduled_SEResControlMode(m: _i20.Scheduled_SEResControlMode, a: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_SEResControlMode:
+        raise RawEncodeError('expected Scheduled_SEResControlMode, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.schedule_tuple or ())]
+    x = m.schedule_tuple
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('schedule_tuple: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 3:
             raise RawEncodeError('bad number of Scheduled_SEResControlModeType items')
@@ -9820,7 +9782,6 @@ def _d8002_ScheduleTuple(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'schedule_tuple_id', 'charging_schedule'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -9854,7 +9815,6 @@ def _d8002_ScheduleTuple(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
             e_ = 'DischargingSchedule'
             x, p = _d8002_ChargingSchedule(v, ln, p, st)
             f2 = x
-            fs.add('discharging_schedule')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -9867,10 +9827,9 @@ def _d8002_ScheduleTuple(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ScheduleTuple)
-    _set(o, '__dict__', {'schedule_tuple_id': f0, 'charging_schedule': f1, 'discharging_schedule': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.schedule_tuple_id = f0
+    o.charging_schedule = f1
+    o.discharging_schedule = f2
     return o, p
 
 
@@ -9878,6 +9837,8 @@ def _e8002_ScheduleTuple(m: _i20.ScheduleTuple, a: int, n: int, st: StringTable)
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ScheduleTuple:
+        raise RawEncodeError('expected ScheduleTuple, got ' + type(m).__name__)
     s = 0
     x = m.schedule_tuple_id
     if x is not None:
@@ -9917,7 +9878,6 @@ def _d8002_ChargingSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'power_schedule'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -9934,14 +9894,12 @@ def _d8002_ChargingSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'AbsolutePriceSchedule'
             x, p = _d8002_AbsolutePriceSchedule(v, ln, p, st)
             f1 = x
-            fs.add('absolute_price_schedule')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 2:
             e_ = 'PriceLevelSchedule'
             x, p = _d8002_PriceLevelSchedule(v, ln, p, st)
             f2 = x
-            fs.add('price_level_schedule')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -9954,10 +9912,9 @@ def _d8002_ChargingSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ChargingSchedule)
-    _set(o, '__dict__', {'power_schedule': f0, 'absolute_price_schedule': f1, 'price_level_schedule': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.power_schedule = f0
+    o.absolute_price_schedule = f1
+    o.price_level_schedule = f2
     return o, p
 
 
@@ -9965,6 +9922,8 @@ def _e8002_ChargingSchedule(m: _i20.ChargingSchedule, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ChargingSchedule:
+        raise RawEncodeError('expected ChargingSchedule, got ' + type(m).__name__)
     s = 0
     x = m.power_schedule
     if x is not None:
@@ -9976,6 +9935,8 @@ def _e8002_ChargingSchedule(m: _i20.ChargingSchedule, a: int, n: int, st: String
         raise RawEncodeError('missing element in ChargingScheduleType: PowerSchedule')
     if m.absolute_price_schedule is not None:
         x = m.absolute_price_schedule
+        if m.price_level_schedule is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ChargingScheduleType')
         a <<= 2
         n += 2
         a, n = _e8002_AbsolutePriceSchedule(x, a, n, st)
@@ -9996,7 +9957,6 @@ def _d8002_PowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'time_anchor', 'power_schedule_entries'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -10035,17 +9995,14 @@ def _d8002_PowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('available_energy')
         if ev == 2:
             e_ = 'PowerTolerance'
             p += 22
@@ -10060,17 +10017,14 @@ def _d8002_PowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('power_tolerance')
         if ev == 3:
             e_ = 'PowerScheduleEntries'
             x, p = _d8002_PowerScheduleEntryList(v, ln, p, st)
@@ -10087,10 +10041,10 @@ def _d8002_PowerSchedule(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PowerSchedule)
-    _set(o, '__dict__', {'time_anchor': f0, 'available_energy': f1, 'power_tolerance': f2, 'power_schedule_entries': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.time_anchor = f0
+    o.available_energy = f1
+    o.power_tolerance = f2
+    o.power_schedule_entries = f3
     return o, p
 
 
@@ -10098,6 +10052,8 @@ def _e8002_PowerSchedule(m: _i20.PowerSchedule, a: int, n: int, st: StringTable)
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PowerSchedule:
+        raise RawEncodeError('expected PowerSchedule, got ' + type(m).__name__)
     s = 0
     x = m.time_anchor
     if x is not None:
@@ -10150,7 +10106,6 @@ def _d8002_PowerScheduleEntryList(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'power_schedule_entry'}
     f0: Any = None
     try:
         p += 1
@@ -10183,10 +10138,7 @@ def _d8002_PowerScheduleEntryList(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.PowerScheduleEntryList)
-    _set(o, '__dict__', {'power_schedule_entry': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.power_schedule_entry = f0
     return o, p
 
 
@@ -10194,8 +10146,13 @@ def _e8002_PowerScheduleEntryList(m: _i20.PowerScheduleEntryList, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.PowerScheduleEntryList:
+        raise RawEncodeError('expected PowerScheduleEntryList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.power_schedule_entry or ())]
+    x = m.power_schedule_entry
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('power_schedule_entry: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 1024:
             raise RawEncodeError('bad number of PowerScheduleEntryListType items')
@@ -10221,7 +10178,6 @@ def _d8002_ServiceDetailReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'service_id'}
     f0: Any = None
     f1: Any = None
     try:
@@ -10260,10 +10216,8 @@ def _d8002_ServiceDetailReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceDetailReq)
-    _set(o, '__dict__', {'header': f0, 'service_id': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.service_id = f1
     return o, p
 
 
@@ -10271,6 +10225,8 @@ def _e8002_ServiceDetailReq(m: _i20.ServiceDetailReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceDetailReq:
+        raise RawEncodeError('expected ServiceDetailReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -10303,7 +10259,6 @@ def _d8002_ServiceDetailRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'service_id', 'service_parameter_list'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -10358,10 +10313,10 @@ def _d8002_ServiceDetailRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceDetailRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'service_id': f2, 'service_parameter_list': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.service_id = f2
+    o.service_parameter_list = f3
     return o, p
 
 
@@ -10369,6 +10324,8 @@ def _e8002_ServiceDetailRes(m: _i20.ServiceDetailRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceDetailRes:
+        raise RawEncodeError('expected ServiceDetailRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -10416,7 +10373,6 @@ def _d8002_ServiceParameterList(v: int, ln: int, p: int, st: StringTable) -> tup
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'parameter_set'}
     f0: Any = None
     try:
         p += 1
@@ -10449,10 +10405,7 @@ def _d8002_ServiceParameterList(v: int, ln: int, p: int, st: StringTable) -> tup
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceParameterList)
-    _set(o, '__dict__', {'parameter_set': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.parameter_set = f0
     return o, p
 
 
@@ -10460,8 +10413,13 @@ def _e8002_ServiceParameterList(m: _i20.ServiceParameterList, a: int, n: int, st
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceParameterList:
+        raise RawEncodeError('expected ServiceParameterList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.parameter_set or ())]
+    x = m.parameter_set
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('parameter_set: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 32:
             raise RawEncodeError('bad number of ServiceParameterListType items')
@@ -10487,7 +10445,6 @@ def _d8002_ParameterSet(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'parameter_set_id', 'parameter'}
     f0: Any = None
     f1: Any = None
     try:
@@ -10538,10 +10495,8 @@ def _d8002_ParameterSet(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ParameterSet)
-    _set(o, '__dict__', {'parameter_set_id': f0, 'parameter': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.parameter_set_id = f0
+    o.parameter = f1
     return o, p
 
 
@@ -10549,6 +10504,8 @@ def _e8002_ParameterSet(m: _i20.ParameterSet, a: int, n: int, st: StringTable) -
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ParameterSet:
+        raise RawEncodeError('expected ParameterSet, got ' + type(m).__name__)
     s = 0
     x = m.parameter_set_id
     if x is not None:
@@ -10564,7 +10521,10 @@ def _e8002_ParameterSet(m: _i20.ParameterSet, a: int, n: int, st: StringTable) -
         s = 1
     else:
         raise RawEncodeError('missing element in ParameterSetType: ParameterSetID')
-    lst = [(0, y) for y in (m.parameter or ())]
+    x = m.parameter
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('parameter: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 32:
             raise RawEncodeError('bad number of ParameterSetType items')
@@ -10590,7 +10550,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'name'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -10615,7 +10574,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
                 raise bad_event(p, e_, -3)
             f1 = ((t >> 2) & 1) == 1
             ev = _T2[t & 1]
-            fs.add('bool_value')
         elif ev == 2:
             e_ = 'byteValue'
             p += 11
@@ -10624,7 +10582,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
                 raise bad_event(p, e_, -3)
             f2 = ((t >> 2) & 255) + -128
             ev = _T2[t & 1]
-            fs.add('byte_value')
         elif ev == 3:
             e_ = 'shortValue'
             p += 1
@@ -10637,7 +10594,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('short_value')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 4:
@@ -10652,7 +10608,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('int_value')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
@@ -10669,17 +10624,14 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('rational_number')
         elif ev == 6:
             e_ = 'finiteString'
             p += 1
@@ -10694,7 +10646,6 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f6 = x
-            fs.add('finite_string')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -10707,10 +10658,13 @@ def _d8002_Parameter(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Par
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Parameter)
-    _set(o, '__dict__', {'name': f0, 'bool_value': f1, 'byte_value': f2, 'short_value': f3, 'int_value': f4, 'rational_number': f5, 'finite_string': f6})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.name = f0
+    o.bool_value = f1
+    o.byte_value = f2
+    o.short_value = f3
+    o.int_value = f4
+    o.rational_number = f5
+    o.finite_string = f6
     return o, p
 
 
@@ -10718,6 +10672,8 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Parameter:
+        raise RawEncodeError('expected Parameter, got ' + type(m).__name__)
     s = 0
     x = m.name
     if x is None:
@@ -10728,11 +10684,15 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
     s = 1
     if m.bool_value is not None:
         x = m.bool_value
-        a = (a << 6) | ((1 if x else 0) << 1)
+        if m.byte_value is not None or m.short_value is not None or m.int_value is not None or m.rational_number is not None or m.finite_string is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ParameterType')
+        a = (a << 6) | (_B[x] << 1)
         n += 6
         s = 2
     elif m.byte_value is not None:
         x = m.byte_value
+        if m.short_value is not None or m.int_value is not None or m.rational_number is not None or m.finite_string is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ParameterType')
         y = x - -128
         if not 0 <= y <= 255:
             raise RawEncodeError('value out of range: ' + repr(x))
@@ -10741,6 +10701,8 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
         s = 2
     elif m.short_value is not None:
         x = m.short_value
+        if m.int_value is not None or m.rational_number is not None or m.finite_string is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ParameterType')
         a = (a << 4) | 4
         n += 4
         a, n = wint(a, n, x, -32768, 32767)
@@ -10749,6 +10711,8 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
         s = 2
     elif m.int_value is not None:
         x = m.int_value
+        if m.rational_number is not None or m.finite_string is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ParameterType')
         a = (a << 4) | 6
         n += 4
         a, n = wint(a, n, x, -2147483648, 2147483647)
@@ -10757,6 +10721,8 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
         s = 2
     elif m.rational_number is not None:
         x = m.rational_number
+        if m.finite_string is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in ParameterType')
         e = _RNE.get((x.exponent, x.value))
         if e is None:
             e = rn_bits(x)
@@ -10765,7 +10731,7 @@ def _e8002_Parameter(m: _i20.Parameter, a: int, n: int, st: StringTable) -> tupl
         s = 2
     elif m.finite_string is not None:
         x = m.finite_string
-        if not x:
+        if x == '':
             a = (a << 7) | 88
             n += 7
         else:
@@ -10786,7 +10752,6 @@ def _d8002_ServiceDiscoveryReq(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header'}
     f0: Any = None
     f1: Any = None
     try:
@@ -10802,7 +10767,6 @@ def _d8002_ServiceDiscoveryReq(v: int, ln: int, p: int, st: StringTable) -> tupl
             e_ = 'SupportedServiceIDs'
             x, p = _d8002_ServiceIDList(v, ln, p, st)
             f1 = x
-            fs.add('supported_service_i_ds')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -10815,10 +10779,8 @@ def _d8002_ServiceDiscoveryReq(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceDiscoveryReq)
-    _set(o, '__dict__', {'header': f0, 'supported_service_i_ds': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.supported_service_i_ds = f1
     return o, p
 
 
@@ -10826,6 +10788,8 @@ def _e8002_ServiceDiscoveryReq(m: _i20.ServiceDiscoveryReq, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceDiscoveryReq:
+        raise RawEncodeError('expected ServiceDiscoveryReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -10851,7 +10815,6 @@ def _d8002_ServiceIDList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'service_id'}
     f0: Any = None
     try:
         p += 1
@@ -10895,10 +10858,7 @@ def _d8002_ServiceIDList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceIDList)
-    _set(o, '__dict__', {'service_id': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.service_id = f0
     return o, p
 
 
@@ -10906,8 +10866,13 @@ def _e8002_ServiceIDList(m: _i20.ServiceIDList, a: int, n: int, st: StringTable)
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceIDList:
+        raise RawEncodeError('expected ServiceIDList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.service_id or ())]
+    x = m.service_id
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('service_id: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 16:
             raise RawEncodeError('bad number of ServiceIDListType items')
@@ -10941,7 +10906,6 @@ def _d8002_ServiceDiscoveryRes(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'service_renegotiation_supported', 'energy_transfer_service_list'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -10982,7 +10946,6 @@ def _d8002_ServiceDiscoveryRes(v: int, ln: int, p: int, st: StringTable) -> tupl
             e_ = 'VASList'
             x, p = _d8002_ServiceList(v, ln, p, st)
             f4 = x
-            fs.add('vas_list')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -10995,10 +10958,11 @@ def _d8002_ServiceDiscoveryRes(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceDiscoveryRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'service_renegotiation_supported': f2, 'energy_transfer_service_list': f3, 'vas_list': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.service_renegotiation_supported = f2
+    o.energy_transfer_service_list = f3
+    o.vas_list = f4
     return o, p
 
 
@@ -11006,6 +10970,8 @@ def _e8002_ServiceDiscoveryRes(m: _i20.ServiceDiscoveryRes, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceDiscoveryRes:
+        raise RawEncodeError('expected ServiceDiscoveryRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11024,7 +10990,7 @@ def _e8002_ServiceDiscoveryRes(m: _i20.ServiceDiscoveryRes, a: int, n: int, st: 
         raise RawEncodeError('missing element in ServiceDiscoveryResType: ResponseCode')
     x = m.service_renegotiation_supported
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 3
     else:
@@ -11053,7 +11019,6 @@ def _d8002_ServiceList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.S
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'service'}
     f0: Any = None
     try:
         p += 1
@@ -11086,10 +11051,7 @@ def _d8002_ServiceList(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.S
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceList)
-    _set(o, '__dict__', {'service': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.service = f0
     return o, p
 
 
@@ -11097,8 +11059,13 @@ def _e8002_ServiceList(m: _i20.ServiceList, a: int, n: int, st: StringTable) -> 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceList:
+        raise RawEncodeError('expected ServiceList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.service or ())]
+    x = m.service
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('service: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 8:
             raise RawEncodeError('bad number of ServiceListType items')
@@ -11124,7 +11091,6 @@ def _d8002_Service(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Servi
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'service_id', 'free_service'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11165,10 +11131,8 @@ def _d8002_Service(v: int, ln: int, p: int, st: StringTable) -> tuple[_i20.Servi
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Service)
-    _set(o, '__dict__', {'service_id': f0, 'free_service': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.service_id = f0
+    o.free_service = f1
     return o, p
 
 
@@ -11176,6 +11140,8 @@ def _e8002_Service(m: _i20.Service, a: int, n: int, st: StringTable) -> tuple[in
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Service:
+        raise RawEncodeError('expected Service, got ' + type(m).__name__)
     s = 0
     x = m.service_id
     if x is not None:
@@ -11193,7 +11159,7 @@ def _e8002_Service(m: _i20.Service, a: int, n: int, st: StringTable) -> tuple[in
         raise RawEncodeError('missing element in ServiceType: ServiceID')
     x = m.free_service
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 2
     else:
@@ -11207,7 +11173,6 @@ def _d8002_ServiceSelectionReq(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'selected_energy_transfer_service'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -11230,7 +11195,6 @@ def _d8002_ServiceSelectionReq(v: int, ln: int, p: int, st: StringTable) -> tupl
             e_ = 'SelectedVASList'
             x, p = _d8002_SelectedServiceList(v, ln, p, st)
             f2 = x
-            fs.add('selected_vas_list')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -11243,10 +11207,9 @@ def _d8002_ServiceSelectionReq(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceSelectionReq)
-    _set(o, '__dict__', {'header': f0, 'selected_energy_transfer_service': f1, 'selected_vas_list': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.selected_energy_transfer_service = f1
+    o.selected_vas_list = f2
     return o, p
 
 
@@ -11254,6 +11217,8 @@ def _e8002_ServiceSelectionReq(m: _i20.ServiceSelectionReq, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceSelectionReq:
+        raise RawEncodeError('expected ServiceSelectionReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11287,7 +11252,6 @@ def _d8002_SelectedService(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'service_id', 'parameter_set_id'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11337,10 +11301,8 @@ def _d8002_SelectedService(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SelectedService)
-    _set(o, '__dict__', {'service_id': f0, 'parameter_set_id': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.service_id = f0
+    o.parameter_set_id = f1
     return o, p
 
 
@@ -11348,6 +11310,8 @@ def _e8002_SelectedService(m: _i20.SelectedService, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SelectedService:
+        raise RawEncodeError('expected SelectedService, got ' + type(m).__name__)
     s = 0
     x = m.service_id
     if x is not None:
@@ -11386,7 +11350,6 @@ def _d8002_SelectedServiceList(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'selected_service'}
     f0: Any = None
     try:
         p += 1
@@ -11419,10 +11382,7 @@ def _d8002_SelectedServiceList(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SelectedServiceList)
-    _set(o, '__dict__', {'selected_service': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.selected_service = f0
     return o, p
 
 
@@ -11430,8 +11390,13 @@ def _e8002_SelectedServiceList(m: _i20.SelectedServiceList, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SelectedServiceList:
+        raise RawEncodeError('expected SelectedServiceList, got ' + type(m).__name__)
     s = 0
-    lst = [(0, y) for y in (m.selected_service or ())]
+    x = m.selected_service
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('selected_service: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1 or len(lst) > 16:
             raise RawEncodeError('bad number of SelectedServiceListType items')
@@ -11457,7 +11422,6 @@ def _d8002_ServiceSelectionRes(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11487,10 +11451,8 @@ def _d8002_ServiceSelectionRes(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.ServiceSelectionRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
     return o, p
 
 
@@ -11498,6 +11460,8 @@ def _e8002_ServiceSelectionRes(m: _i20.ServiceSelectionRes, a: int, n: int, st: 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.ServiceSelectionRes:
+        raise RawEncodeError('expected ServiceSelectionRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11523,7 +11487,6 @@ def _d8002_SessionSetupReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'evccid'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11561,10 +11524,8 @@ def _d8002_SessionSetupReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SessionSetupReq)
-    _set(o, '__dict__', {'header': f0, 'evccid': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.evccid = f1
     return o, p
 
 
@@ -11572,6 +11533,8 @@ def _e8002_SessionSetupReq(m: _i20.SessionSetupReq, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SessionSetupReq:
+        raise RawEncodeError('expected SessionSetupReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11583,7 +11546,7 @@ def _e8002_SessionSetupReq(m: _i20.SessionSetupReq, a: int, n: int, st: StringTa
         raise RawEncodeError('missing element in SessionSetupReqType: Header')
     x = m.evccid
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -11604,7 +11567,6 @@ def _d8002_SessionSetupRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evseid'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -11651,10 +11613,9 @@ def _d8002_SessionSetupRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SessionSetupRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evseid': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evseid = f2
     return o, p
 
 
@@ -11662,6 +11623,8 @@ def _e8002_SessionSetupRes(m: _i20.SessionSetupRes, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SessionSetupRes:
+        raise RawEncodeError('expected SessionSetupRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11680,7 +11643,7 @@ def _e8002_SessionSetupRes(m: _i20.SessionSetupRes, a: int, n: int, st: StringTa
         raise RawEncodeError('missing element in SessionSetupResType: ResponseCode')
     x = m.evseid
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 5) | 8
             n += 5
         else:
@@ -11701,7 +11664,6 @@ def _d8002_SessionStopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'charging_session'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -11737,7 +11699,6 @@ def _d8002_SessionStopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f2 = x
-            fs.add('ev_termination_code')
             p += 2
             ev = _T13[(v >> (ln - p)) & 3]
         if ev == 3:
@@ -11754,7 +11715,6 @@ def _d8002_SessionStopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
                 if (v >> (ln - p)) & 1:
                     raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('ev_termination_explanation')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -11767,10 +11727,10 @@ def _d8002_SessionStopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SessionStopReq)
-    _set(o, '__dict__', {'header': f0, 'charging_session': f1, 'ev_termination_code': f2, 'ev_termination_explanation': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.charging_session = f1
+    o.ev_termination_code = f2
+    o.ev_termination_explanation = f3
     return o, p
 
 
@@ -11778,6 +11738,8 @@ def _e8002_SessionStopReq(m: _i20.SessionStopReq, a: int, n: int, st: StringTabl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SessionStopReq:
+        raise RawEncodeError('expected SessionStopReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11796,7 +11758,7 @@ def _e8002_SessionStopReq(m: _i20.SessionStopReq, a: int, n: int, st: StringTabl
         raise RawEncodeError('missing element in SessionStopReqType: ChargingSession')
     x = m.ev_termination_code
     if x is not None:
-        if not x:
+        if x == '':
             a = (a << 6) | 8
             n += 6
         else:
@@ -11811,7 +11773,7 @@ def _e8002_SessionStopReq(m: _i20.SessionStopReq, a: int, n: int, st: StringTabl
         cw = _K112[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        if not x:
+        if x == '':
             a = (a << 4) | 8
             n += 4
         else:
@@ -11831,7 +11793,6 @@ def _d8002_SessionStopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11861,10 +11822,8 @@ def _d8002_SessionStopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i2
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.SessionStopRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
     return o, p
 
 
@@ -11872,6 +11831,8 @@ def _e8002_SessionStopRes(m: _i20.SessionStopRes, a: int, n: int, st: StringTabl
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.SessionStopRes:
+        raise RawEncodeError('expected SessionStopRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -11897,7 +11858,6 @@ def _d8002_SignatureProperties(v: int, ln: int, p: int, st: StringTable) -> tupl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'signature_property'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11907,7 +11867,6 @@ def _d8002_SignatureProperties(v: int, ln: int, p: int, st: StringTable) -> tupl
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         l0_0: list[Any] = []
@@ -11934,10 +11893,8 @@ def _d8002_SignatureProperties(v: int, ln: int, p: int, st: StringTable) -> tupl
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.SignatureProperties)
-    _set(o, '__dict__', {'id': f0, 'signature_property': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.signature_property = f1
     return o, p
 
 
@@ -11945,6 +11902,8 @@ def _e8002_SignatureProperties(m: _ds.SignatureProperties, a: int, n: int, st: S
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.SignatureProperties:
+        raise RawEncodeError('expected SignatureProperties, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -11952,7 +11911,10 @@ def _e8002_SignatureProperties(m: _ds.SignatureProperties, a: int, n: int, st: S
         n += 2
         a, n = wstr(a, n, x, st, '{}Id', None)
         s = 1
-    lst = [(0, y) for y in (m.signature_property or ())]
+    x = m.signature_property
+    if x is not None and (type(x) is not list or not x):
+        raise RawEncodeError('signature_property: expected a non-empty list or None')
+    lst = [(0, y) for y in (x or ())]
     if lst:
         if len(lst) < 1:
             raise RawEncodeError('bad number of SignaturePropertiesType items')
@@ -11978,7 +11940,6 @@ def _d8002_SignatureProperty(v: int, ln: int, p: int, st: StringTable) -> tuple[
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'target'}
     f0: Any = None
     f1: Any = None
     try:
@@ -11988,7 +11949,6 @@ def _d8002_SignatureProperty(v: int, ln: int, p: int, st: StringTable) -> tuple[
             e_ = 'Id'
             x, p = rstr(v, ln, p, st, '{}Id', None)
             f0 = x
-            fs.add('id')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -12017,10 +11977,8 @@ def _d8002_SignatureProperty(v: int, ln: int, p: int, st: StringTable) -> tuple[
         fail.path.append(e_)
         raise fail from None
     o = _new(_ds.SignatureProperty)
-    _set(o, '__dict__', {'id': f0, 'target': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.id = f0
+    o.target = f1
     return o, p
 
 
@@ -12028,6 +11986,8 @@ def _e8002_SignatureProperty(m: _ds.SignatureProperty, a: int, n: int, st: Strin
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _ds.SignatureProperty:
+        raise RawEncodeError('expected SignatureProperty, got ' + type(m).__name__)
     s = 0
     x = m.id
     if x is not None:
@@ -12053,7 +12013,6 @@ def _d8002_VehicleCheckInReq(v: int, ln: int, p: int, st: StringTable) -> tuple[
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'ev_check_in_status', 'parking_method'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12097,7 +12056,6 @@ def _d8002_VehicleCheckInReq(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('vehicle_frame')
             p += 2
             ev = _T50[(v >> (ln - p)) & 3]
         if ev == 4:
@@ -12112,7 +12070,6 @@ def _d8002_VehicleCheckInReq(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('device_offset')
             p += 2
             ev = _T51[(v >> (ln - p)) & 3]
         if ev == 5:
@@ -12127,7 +12084,6 @@ def _d8002_VehicleCheckInReq(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f5 = x
-            fs.add('vehicle_travel')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -12140,10 +12096,12 @@ def _d8002_VehicleCheckInReq(v: int, ln: int, p: int, st: StringTable) -> tuple[
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.VehicleCheckInReq)
-    _set(o, '__dict__', {'header': f0, 'ev_check_in_status': f1, 'parking_method': f2, 'vehicle_frame': f3, 'device_offset': f4, 'vehicle_travel': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ev_check_in_status = f1
+    o.parking_method = f2
+    o.vehicle_frame = f3
+    o.device_offset = f4
+    o.vehicle_travel = f5
     return o, p
 
 
@@ -12151,6 +12109,8 @@ def _e8002_VehicleCheckInReq(m: _i20.VehicleCheckInReq, a: int, n: int, st: Stri
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.VehicleCheckInReq:
+        raise RawEncodeError('expected VehicleCheckInReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -12214,7 +12174,6 @@ def _d8002_VehicleCheckInRes(v: int, ln: int, p: int, st: StringTable) -> tuple[
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12249,7 +12208,6 @@ def _d8002_VehicleCheckInRes(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f2 = x
-            fs.add('parking_space')
             p += 2
             ev = _T11[(v >> (ln - p)) & 3]
         if ev == 3:
@@ -12264,7 +12222,6 @@ def _d8002_VehicleCheckInRes(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('device_location')
             p += 2
             ev = _T12[(v >> (ln - p)) & 3]
         if ev == 4:
@@ -12279,7 +12236,6 @@ def _d8002_VehicleCheckInRes(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('target_distance')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -12292,10 +12248,11 @@ def _d8002_VehicleCheckInRes(v: int, ln: int, p: int, st: StringTable) -> tuple[
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.VehicleCheckInRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'parking_space': f2, 'device_location': f3, 'target_distance': f4})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.parking_space = f2
+    o.device_location = f3
+    o.target_distance = f4
     return o, p
 
 
@@ -12303,6 +12260,8 @@ def _e8002_VehicleCheckInRes(m: _i20.VehicleCheckInRes, a: int, n: int, st: Stri
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.VehicleCheckInRes:
+        raise RawEncodeError('expected VehicleCheckInRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -12359,7 +12318,6 @@ def _d8002_VehicleCheckOutReq(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'ev_check_out_status', 'check_out_time'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12407,10 +12365,9 @@ def _d8002_VehicleCheckOutReq(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.VehicleCheckOutReq)
-    _set(o, '__dict__', {'header': f0, 'ev_check_out_status': f1, 'check_out_time': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ev_check_out_status = f1
+    o.check_out_time = f2
     return o, p
 
 
@@ -12418,6 +12375,8 @@ def _e8002_VehicleCheckOutReq(m: _i20.VehicleCheckOutReq, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.VehicleCheckOutReq:
+        raise RawEncodeError('expected VehicleCheckOutReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -12457,7 +12416,6 @@ def _d8002_VehicleCheckOutRes(v: int, ln: int, p: int, st: StringTable) -> tuple
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_check_out_status'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12496,10 +12454,9 @@ def _d8002_VehicleCheckOutRes(v: int, ln: int, p: int, st: StringTable) -> tuple
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.VehicleCheckOutRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_check_out_status': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_check_out_status = f2
     return o, p
 
 
@@ -12507,6 +12464,8 @@ def _e8002_VehicleCheckOutRes(m: _i20.VehicleCheckOutRes, a: int, n: int, st: St
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.VehicleCheckOutRes:
+        raise RawEncodeError('expected VehicleCheckOutRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -12539,7 +12498,6 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_maximum_charge_power', 'ev_minimum_charge_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12563,10 +12521,8 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -12587,17 +12543,14 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 2:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -12612,17 +12565,14 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 3:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -12637,10 +12587,8 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -12661,17 +12609,14 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T51[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 5:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -12686,17 +12631,14 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -12707,10 +12649,12 @@ def _d8003_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_CPDReqEnergyTransferMode)
-    _set(o, '__dict__', {'ev_maximum_charge_power': f0, 'ev_maximum_charge_power_l2': f1, 'ev_maximum_charge_power_l3': f2, 'ev_minimum_charge_power': f3, 'ev_minimum_charge_power_l2': f4, 'ev_minimum_charge_power_l3': f5})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_maximum_charge_power = f0
+    o.ev_maximum_charge_power_l2 = f1
+    o.ev_maximum_charge_power_l3 = f2
+    o.ev_minimum_charge_power = f3
+    o.ev_minimum_charge_power_l2 = f4
+    o.ev_minimum_charge_power_l3 = f5
     return o, p
 
 
@@ -12718,6 +12662,8 @@ def _e8003_AC_CPDReqEnergyTransferMode(m: _i20.AC_CPDReqEnergyTransferMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_CPDReqEnergyTransferMode:
+        raise RawEncodeError('expected AC_CPDReqEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_maximum_charge_power
     if x is not None:
@@ -12790,7 +12736,6 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_nominal_frequency'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -12820,10 +12765,8 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -12844,17 +12787,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('evse_maximum_charge_power_l2')
         if ev == 2:
             e_ = 'EVSEMaximumChargePower_L3'
             p += 22
@@ -12869,17 +12809,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('evse_maximum_charge_power_l3')
         if ev == 3:
             e_ = 'EVSEMinimumChargePower'
             p += 22
@@ -12894,10 +12831,8 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -12918,17 +12853,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T71[t & 3]
-            fs.add('evse_minimum_charge_power_l2')
         if ev == 5:
             e_ = 'EVSEMinimumChargePower_L3'
             p += 22
@@ -12943,17 +12875,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T58[t & 1]
-            fs.add('evse_minimum_charge_power_l3')
         if ev == 6:
             e_ = 'EVSENominalFrequency'
             p += 22
@@ -12968,10 +12897,8 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -12992,17 +12919,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T73[t & 7]
-            fs.add('maximum_power_asymmetry')
         if ev == 8:
             e_ = 'EVSEPowerRampLimitation'
             p += 22
@@ -13017,17 +12941,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T74[t & 7]
-            fs.add('evse_power_ramp_limitation')
         if ev == 9:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -13042,17 +12963,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T75[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 10:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -13067,17 +12985,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T76[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 11:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -13092,17 +13007,14 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -13113,10 +13025,18 @@ def _d8003_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_CPDResEnergyTransferMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_maximum_charge_power_l2': f1, 'evse_maximum_charge_power_l3': f2, 'evse_minimum_charge_power': f3, 'evse_minimum_charge_power_l2': f4, 'evse_minimum_charge_power_l3': f5, 'evse_nominal_frequency': f6, 'maximum_power_asymmetry': f7, 'evse_power_ramp_limitation': f8, 'evse_present_active_power': f9, 'evse_present_active_power_l2': f10, 'evse_present_active_power_l3': f11})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_maximum_charge_power_l2 = f1
+    o.evse_maximum_charge_power_l3 = f2
+    o.evse_minimum_charge_power = f3
+    o.evse_minimum_charge_power_l2 = f4
+    o.evse_minimum_charge_power_l3 = f5
+    o.evse_nominal_frequency = f6
+    o.maximum_power_asymmetry = f7
+    o.evse_power_ramp_limitation = f8
+    o.evse_present_active_power = f9
+    o.evse_present_active_power_l2 = f10
+    o.evse_present_active_power_l3 = f11
     return o, p
 
 
@@ -13124,6 +13044,8 @@ def _e8003_AC_CPDResEnergyTransferMode(m: _i20.AC_CPDResEnergyTransferMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_CPDResEnergyTransferMode:
+        raise RawEncodeError('expected AC_CPDResEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -13261,7 +13183,6 @@ def _d8003_AC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'meter_info_requested'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -13282,7 +13203,6 @@ def _d8003_AC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'DisplayParameters'
             x, p = _d8003_DisplayParameters(v, ln, p, st)
             f1 = x
-            fs.add('display_parameters')
             p += 1
             ev = _T4[(v >> (ln - p)) & 1]
         if ev == 2:
@@ -13297,14 +13217,12 @@ def _d8003_AC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'BPT_Dynamic_AC_CLReqControlMode'
             x, p = _d8003_BPT_Dynamic_AC_CLReqControlMode(v, ln, p, st)
             f3 = x
-            fs.add('bpt_dynamic_ac_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 4:
             e_ = 'BPT_Scheduled_AC_CLReqControlMode'
             x, p = _d8003_BPT_Scheduled_AC_CLReqControlMode(v, ln, p, st)
             f4 = x
-            fs.add('bpt_scheduled_ac_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
@@ -13316,14 +13234,12 @@ def _d8003_AC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'Dynamic_AC_CLReqControlMode'
             x, p = _d8003_Dynamic_AC_CLReqControlMode(v, ln, p, st)
             f5 = x
-            fs.add('dynamic_ac_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 7:
             e_ = 'Scheduled_AC_CLReqControlMode'
             x, p = _d8003_Scheduled_AC_CLReqControlMode(v, ln, p, st)
             f6 = x
-            fs.add('scheduled_ac_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -13336,10 +13252,13 @@ def _d8003_AC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_ChargeLoopReq)
-    _set(o, '__dict__', {'header': f0, 'display_parameters': f1, 'meter_info_requested': f2, 'bpt_dynamic_ac_cl_req_control_mode': f3, 'bpt_scheduled_ac_cl_req_control_mode': f4, 'dynamic_ac_cl_req_control_mode': f5, 'scheduled_ac_cl_req_control_mode': f6})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.display_parameters = f1
+    o.meter_info_requested = f2
+    o.bpt_dynamic_ac_cl_req_control_mode = f3
+    o.bpt_scheduled_ac_cl_req_control_mode = f4
+    o.dynamic_ac_cl_req_control_mode = f5
+    o.scheduled_ac_cl_req_control_mode = f6
     return o, p
 
 
@@ -13347,6 +13266,8 @@ def _e8003_AC_ChargeLoopReq(m: _i20.AC_ChargeLoopReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_ChargeLoopReq:
+        raise RawEncodeError('expected AC_ChargeLoopReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -13367,25 +13288,31 @@ def _e8003_AC_ChargeLoopReq(m: _i20.AC_ChargeLoopReq, a: int, n: int, st: String
         cw = _K135[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 3
     else:
         raise RawEncodeError('missing element in AC_ChargeLoopReqType: MeterInfoRequested')
     if m.bpt_dynamic_ac_cl_req_control_mode is not None:
         x = m.bpt_dynamic_ac_cl_req_control_mode
+        if m.bpt_scheduled_ac_cl_req_control_mode is not None or m.dynamic_ac_cl_req_control_mode is not None or m.scheduled_ac_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopReqType')
         a <<= 3
         n += 3
         a, n = _e8003_BPT_Dynamic_AC_CLReqControlMode(x, a, n, st)
         s = 4
     elif m.bpt_scheduled_ac_cl_req_control_mode is not None:
         x = m.bpt_scheduled_ac_cl_req_control_mode
+        if m.dynamic_ac_cl_req_control_mode is not None or m.scheduled_ac_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopReqType')
         a = (a << 3) | 1
         n += 3
         a, n = _e8003_BPT_Scheduled_AC_CLReqControlMode(x, a, n, st)
         s = 4
     elif m.dynamic_ac_cl_req_control_mode is not None:
         x = m.dynamic_ac_cl_req_control_mode
+        if m.scheduled_ac_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopReqType')
         a = (a << 3) | 3
         n += 3
         a, n = _e8003_Dynamic_AC_CLReqControlMode(x, a, n, st)
@@ -13407,7 +13334,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -13431,7 +13357,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if f0 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T79[t & 15]
-            fs.add('present_soc')
         if ev == 1:
             e_ = 'MinimumSOC'
             p += 13
@@ -13442,7 +13367,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T80[t & 15]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 13
@@ -13453,7 +13377,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T81[t & 15]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'MaximumSOC'
             p += 12
@@ -13464,7 +13387,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if f3 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T82[t & 7]
-            fs.add('maximum_soc')
         if ev == 4:
             e_ = 'RemainingTimeToMinimumSOC'
             p += 1
@@ -13480,7 +13402,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f4 = x
-            fs.add('remaining_time_to_minimum_soc')
             p += 3
             ev = _T83[(v >> (ln - p)) & 7]
         if ev == 5:
@@ -13498,7 +13419,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f5 = x
-            fs.add('remaining_time_to_target_soc')
             p += 3
             ev = _T84[(v >> (ln - p)) & 7]
         if ev == 6:
@@ -13516,7 +13436,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f6 = x
-            fs.add('remaining_time_to_maximum_soc')
             p += 3
             ev = _T85[(v >> (ln - p)) & 7]
         if ev == 7:
@@ -13527,7 +13446,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
                 raise bad_event(p, e_, -3)
             f7 = ((t >> 3) & 1) == 1
             ev = _T86[t & 3]
-            fs.add('charging_complete')
         if ev == 8:
             e_ = 'BatteryEnergyCapacity'
             p += 22
@@ -13542,17 +13460,14 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T87[t & 3]
-            fs.add('battery_energy_capacity')
         if ev == 9:
             e_ = 'InletHot'
             p += 4
@@ -13561,7 +13476,6 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
                 raise bad_event(p, e_, -3)
             f9 = ((t >> 2) & 1) == 1
             ev = _T2[t & 1]
-            fs.add('inlet_hot')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -13572,10 +13486,16 @@ def _d8003_DisplayParameters(v: int, ln: int, p: int, st: StringTable) -> tuple[
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DisplayParameters)
-    _set(o, '__dict__', {'present_soc': f0, 'minimum_soc': f1, 'target_soc': f2, 'maximum_soc': f3, 'remaining_time_to_minimum_soc': f4, 'remaining_time_to_target_soc': f5, 'remaining_time_to_maximum_soc': f6, 'charging_complete': f7, 'battery_energy_capacity': f8, 'inlet_hot': f9})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.present_soc = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.maximum_soc = f3
+    o.remaining_time_to_minimum_soc = f4
+    o.remaining_time_to_target_soc = f5
+    o.remaining_time_to_maximum_soc = f6
+    o.charging_complete = f7
+    o.battery_energy_capacity = f8
+    o.inlet_hot = f9
     return o, p
 
 
@@ -13583,6 +13503,8 @@ def _e8003_DisplayParameters(m: _i20.DisplayParameters, a: int, n: int, st: Stri
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DisplayParameters:
+        raise RawEncodeError('expected DisplayParameters, got ' + type(m).__name__)
     s = 0
     x = m.present_soc
     if x is not None:
@@ -13675,7 +13597,7 @@ def _e8003_DisplayParameters(m: _i20.DisplayParameters, a: int, n: int, st: Stri
         cw = _K142[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 8
     x = m.battery_energy_capacity
@@ -13694,7 +13616,7 @@ def _e8003_DisplayParameters(m: _i20.DisplayParameters, a: int, n: int, st: Stri
         cw = _K144[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 10
     cw = _K145[s]
@@ -13707,7 +13629,6 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_energy_request', 'ev_maximum_energy_request', 'ev_minimum_energy_request', 'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_present_active_power', 'ev_present_reactive_power', 'ev_maximum_discharge_power', 'ev_minimum_discharge_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -13750,7 +13671,6 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -13767,10 +13687,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -13791,10 +13709,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -13815,10 +13731,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -13839,10 +13753,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -13863,17 +13775,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T89[t & 3]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 6:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -13888,17 +13797,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T65[t & 1]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 7:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -13913,10 +13819,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -13937,17 +13841,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T61[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 9:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -13962,17 +13863,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T62[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev == 10:
             e_ = 'EVPresentActivePower'
             p += 22
@@ -13987,10 +13885,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -14011,17 +13907,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T91[t & 3]
-            fs.add('ev_present_active_power_l2')
         if ev == 12:
             e_ = 'EVPresentActivePower_L3'
             p += 22
@@ -14036,17 +13929,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T92[t & 1]
-            fs.add('ev_present_active_power_l3')
         if ev == 13:
             e_ = 'EVPresentReactivePower'
             p += 22
@@ -14061,10 +13951,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -14085,17 +13973,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f14 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T94[t & 3]
-            fs.add('ev_present_reactive_power_l2')
         if ev == 15:
             e_ = 'EVPresentReactivePower_L3'
             p += 22
@@ -14110,17 +13995,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f15 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T95[t & 1]
-            fs.add('ev_present_reactive_power_l3')
         if ev == 16:
             e_ = 'EVMaximumDischargePower'
             p += 22
@@ -14135,10 +14017,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f16 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -14159,17 +14039,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f17 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T97[t & 3]
-            fs.add('ev_maximum_discharge_power_l2')
         if ev == 18:
             e_ = 'EVMaximumDischargePower_L3'
             p += 22
@@ -14184,17 +14061,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f18 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T98[t & 1]
-            fs.add('ev_maximum_discharge_power_l3')
         if ev == 19:
             e_ = 'EVMinimumDischargePower'
             p += 22
@@ -14209,10 +14083,8 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f19 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -14233,17 +14105,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f20 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T100[t & 7]
-            fs.add('ev_minimum_discharge_power_l2')
         if ev == 21:
             e_ = 'EVMinimumDischargePower_L3'
             p += 22
@@ -14258,17 +14127,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f21 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T101[t & 3]
-            fs.add('ev_minimum_discharge_power_l3')
         if ev == 22:
             e_ = 'EVMaximumV2XEnergyRequest'
             p += 22
@@ -14283,17 +14149,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f22 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T102[t & 3]
-            fs.add('ev_maximum_v2_x_energy_request')
         if ev == 23:
             e_ = 'EVMinimumV2XEnergyRequest'
             p += 22
@@ -14308,17 +14171,14 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f23 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_v2_x_energy_request')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -14329,10 +14189,30 @@ def _d8003_BPT_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Dynamic_AC_CLReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'ev_target_energy_request': f1, 'ev_maximum_energy_request': f2, 'ev_minimum_energy_request': f3, 'ev_maximum_charge_power': f4, 'ev_maximum_charge_power_l2': f5, 'ev_maximum_charge_power_l3': f6, 'ev_minimum_charge_power': f7, 'ev_minimum_charge_power_l2': f8, 'ev_minimum_charge_power_l3': f9, 'ev_present_active_power': f10, 'ev_present_active_power_l2': f11, 'ev_present_active_power_l3': f12, 'ev_present_reactive_power': f13, 'ev_present_reactive_power_l2': f14, 'ev_present_reactive_power_l3': f15, 'ev_maximum_discharge_power': f16, 'ev_maximum_discharge_power_l2': f17, 'ev_maximum_discharge_power_l3': f18, 'ev_minimum_discharge_power': f19, 'ev_minimum_discharge_power_l2': f20, 'ev_minimum_discharge_power_l3': f21, 'ev_maximum_v2_x_energy_request': f22, 'ev_minimum_v2_x_energy_request': f23})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.ev_target_energy_request = f1
+    o.ev_maximum_energy_request = f2
+    o.ev_minimum_energy_request = f3
+    o.ev_maximum_charge_power = f4
+    o.ev_maximum_charge_power_l2 = f5
+    o.ev_maximum_charge_power_l3 = f6
+    o.ev_minimum_charge_power = f7
+    o.ev_minimum_charge_power_l2 = f8
+    o.ev_minimum_charge_power_l3 = f9
+    o.ev_present_active_power = f10
+    o.ev_present_active_power_l2 = f11
+    o.ev_present_active_power_l3 = f12
+    o.ev_present_reactive_power = f13
+    o.ev_present_reactive_power_l2 = f14
+    o.ev_present_reactive_power_l3 = f15
+    o.ev_maximum_discharge_power = f16
+    o.ev_maximum_discharge_power_l2 = f17
+    o.ev_maximum_discharge_power_l3 = f18
+    o.ev_minimum_discharge_power = f19
+    o.ev_minimum_discharge_power_l2 = f20
+    o.ev_minimum_discharge_power_l3 = f21
+    o.ev_maximum_v2_x_energy_request = f22
+    o.ev_minimum_v2_x_energy_request = f23
     return o, p
 
 
@@ -14340,6 +14220,8 @@ def _e8003_BPT_Dynamic_AC_CLReqControlMode(m: _i20.BPT_Dynamic_AC_CLReqControlMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Dynamic_AC_CLReqControlMode:
+        raise RawEncodeError('expected BPT_Dynamic_AC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -14607,7 +14489,6 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_present_active_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -14646,17 +14527,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T104[t & 15]
-            fs.add('ev_target_energy_request')
         if ev == 1:
             e_ = 'EVMaximumEnergyRequest'
             p += 22
@@ -14671,17 +14549,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T105[t & 15]
-            fs.add('ev_maximum_energy_request')
         if ev == 2:
             e_ = 'EVMinimumEnergyRequest'
             p += 22
@@ -14696,17 +14571,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T106[t & 7]
-            fs.add('ev_minimum_energy_request')
         if ev == 3:
             e_ = 'EVMaximumChargePower'
             p += 22
@@ -14721,17 +14593,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T107[t & 7]
-            fs.add('ev_maximum_charge_power')
         if ev == 4:
             e_ = 'EVMaximumChargePower_L2'
             p += 22
@@ -14746,17 +14615,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T108[t & 7]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 5:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -14771,17 +14637,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T109[t & 7]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 6:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -14796,17 +14659,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T110[t & 3]
-            fs.add('ev_minimum_charge_power')
         if ev == 7:
             e_ = 'EVMinimumChargePower_L2'
             p += 22
@@ -14821,17 +14681,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T111[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 8:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -14846,17 +14703,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T112[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev == 9:
             e_ = 'EVPresentActivePower'
             p += 22
@@ -14871,10 +14725,8 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 6
             t = (v >> (ln - p)) & 63
@@ -14895,17 +14747,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T114[t & 15]
-            fs.add('ev_present_active_power_l2')
         if ev == 11:
             e_ = 'EVPresentActivePower_L3'
             p += 22
@@ -14920,17 +14769,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T115[t & 15]
-            fs.add('ev_present_active_power_l3')
         if ev == 12:
             e_ = 'EVPresentReactivePower'
             p += 22
@@ -14945,17 +14791,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T116[t & 15]
-            fs.add('ev_present_reactive_power')
         if ev == 13:
             e_ = 'EVPresentReactivePower_L2'
             p += 22
@@ -14970,17 +14813,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T117[t & 15]
-            fs.add('ev_present_reactive_power_l2')
         if ev == 14:
             e_ = 'EVPresentReactivePower_L3'
             p += 22
@@ -14995,17 +14835,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f14 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T118[t & 7]
-            fs.add('ev_present_reactive_power_l3')
         if ev == 15:
             e_ = 'EVMaximumDischargePower'
             p += 22
@@ -15020,17 +14857,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f15 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T119[t & 7]
-            fs.add('ev_maximum_discharge_power')
         if ev == 16:
             e_ = 'EVMaximumDischargePower_L2'
             p += 22
@@ -15045,17 +14879,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f16 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T120[t & 7]
-            fs.add('ev_maximum_discharge_power_l2')
         if ev == 17:
             e_ = 'EVMaximumDischargePower_L3'
             p += 22
@@ -15070,17 +14901,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f17 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T121[t & 7]
-            fs.add('ev_maximum_discharge_power_l3')
         if ev == 18:
             e_ = 'EVMinimumDischargePower'
             p += 22
@@ -15095,17 +14923,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f18 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T122[t & 3]
-            fs.add('ev_minimum_discharge_power')
         if ev == 19:
             e_ = 'EVMinimumDischargePower_L2'
             p += 22
@@ -15120,17 +14945,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f19 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T123[t & 3]
-            fs.add('ev_minimum_discharge_power_l2')
         if ev == 20:
             e_ = 'EVMinimumDischargePower_L3'
             p += 22
@@ -15145,17 +14967,14 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f20 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_discharge_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -15166,10 +14985,27 @@ def _d8003_BPT_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: String
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Scheduled_AC_CLReqControlMode)
-    _set(o, '__dict__', {'ev_target_energy_request': f0, 'ev_maximum_energy_request': f1, 'ev_minimum_energy_request': f2, 'ev_maximum_charge_power': f3, 'ev_maximum_charge_power_l2': f4, 'ev_maximum_charge_power_l3': f5, 'ev_minimum_charge_power': f6, 'ev_minimum_charge_power_l2': f7, 'ev_minimum_charge_power_l3': f8, 'ev_present_active_power': f9, 'ev_present_active_power_l2': f10, 'ev_present_active_power_l3': f11, 'ev_present_reactive_power': f12, 'ev_present_reactive_power_l2': f13, 'ev_present_reactive_power_l3': f14, 'ev_maximum_discharge_power': f15, 'ev_maximum_discharge_power_l2': f16, 'ev_maximum_discharge_power_l3': f17, 'ev_minimum_discharge_power': f18, 'ev_minimum_discharge_power_l2': f19, 'ev_minimum_discharge_power_l3': f20})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_target_energy_request = f0
+    o.ev_maximum_energy_request = f1
+    o.ev_minimum_energy_request = f2
+    o.ev_maximum_charge_power = f3
+    o.ev_maximum_charge_power_l2 = f4
+    o.ev_maximum_charge_power_l3 = f5
+    o.ev_minimum_charge_power = f6
+    o.ev_minimum_charge_power_l2 = f7
+    o.ev_minimum_charge_power_l3 = f8
+    o.ev_present_active_power = f9
+    o.ev_present_active_power_l2 = f10
+    o.ev_present_active_power_l3 = f11
+    o.ev_present_reactive_power = f12
+    o.ev_present_reactive_power_l2 = f13
+    o.ev_present_reactive_power_l3 = f14
+    o.ev_maximum_discharge_power = f15
+    o.ev_maximum_discharge_power_l2 = f16
+    o.ev_maximum_discharge_power_l3 = f17
+    o.ev_minimum_discharge_power = f18
+    o.ev_minimum_discharge_power_l2 = f19
+    o.ev_minimum_discharge_power_l3 = f20
     return o, p
 
 
@@ -15177,6 +15013,8 @@ def _e8003_BPT_Scheduled_AC_CLReqControlMode(m: _i20.BPT_Scheduled_AC_CLReqContr
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Scheduled_AC_CLReqControlMode:
+        raise RawEncodeError('expected BPT_Scheduled_AC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_target_energy_request
     if x is not None:
@@ -15415,7 +15253,6 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_energy_request', 'ev_maximum_energy_request', 'ev_minimum_energy_request', 'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_present_active_power', 'ev_present_reactive_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -15450,7 +15287,6 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -15467,10 +15303,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -15491,10 +15325,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -15515,10 +15347,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -15539,10 +15369,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -15563,17 +15391,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T89[t & 3]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 6:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -15588,17 +15413,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T65[t & 1]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 7:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -15613,10 +15435,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -15637,17 +15457,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T61[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 9:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -15662,17 +15479,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T62[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev == 10:
             e_ = 'EVPresentActivePower'
             p += 22
@@ -15687,10 +15501,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -15711,17 +15523,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T91[t & 3]
-            fs.add('ev_present_active_power_l2')
         if ev == 12:
             e_ = 'EVPresentActivePower_L3'
             p += 22
@@ -15736,17 +15545,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T92[t & 1]
-            fs.add('ev_present_active_power_l3')
         if ev == 13:
             e_ = 'EVPresentReactivePower'
             p += 22
@@ -15761,10 +15567,8 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -15785,17 +15589,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f14 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T125[t & 3]
-            fs.add('ev_present_reactive_power_l2')
         if ev == 15:
             e_ = 'EVPresentReactivePower_L3'
             p += 22
@@ -15810,17 +15611,14 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f15 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_present_reactive_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -15831,10 +15629,22 @@ def _d8003_Dynamic_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_AC_CLReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'ev_target_energy_request': f1, 'ev_maximum_energy_request': f2, 'ev_minimum_energy_request': f3, 'ev_maximum_charge_power': f4, 'ev_maximum_charge_power_l2': f5, 'ev_maximum_charge_power_l3': f6, 'ev_minimum_charge_power': f7, 'ev_minimum_charge_power_l2': f8, 'ev_minimum_charge_power_l3': f9, 'ev_present_active_power': f10, 'ev_present_active_power_l2': f11, 'ev_present_active_power_l3': f12, 'ev_present_reactive_power': f13, 'ev_present_reactive_power_l2': f14, 'ev_present_reactive_power_l3': f15})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.ev_target_energy_request = f1
+    o.ev_maximum_energy_request = f2
+    o.ev_minimum_energy_request = f3
+    o.ev_maximum_charge_power = f4
+    o.ev_maximum_charge_power_l2 = f5
+    o.ev_maximum_charge_power_l3 = f6
+    o.ev_minimum_charge_power = f7
+    o.ev_minimum_charge_power_l2 = f8
+    o.ev_minimum_charge_power_l3 = f9
+    o.ev_present_active_power = f10
+    o.ev_present_active_power_l2 = f11
+    o.ev_present_active_power_l3 = f12
+    o.ev_present_reactive_power = f13
+    o.ev_present_reactive_power_l2 = f14
+    o.ev_present_reactive_power_l3 = f15
     return o, p
 
 
@@ -15842,6 +15652,8 @@ def _e8003_Dynamic_AC_CLReqControlMode(m: _i20.Dynamic_AC_CLReqControlMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_AC_CLReqControlMode:
+        raise RawEncodeError('expected Dynamic_AC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -16023,7 +15835,6 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_present_active_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -16056,17 +15867,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T104[t & 15]
-            fs.add('ev_target_energy_request')
         if ev == 1:
             e_ = 'EVMaximumEnergyRequest'
             p += 22
@@ -16081,17 +15889,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T105[t & 15]
-            fs.add('ev_maximum_energy_request')
         if ev == 2:
             e_ = 'EVMinimumEnergyRequest'
             p += 22
@@ -16106,17 +15911,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T106[t & 7]
-            fs.add('ev_minimum_energy_request')
         if ev == 3:
             e_ = 'EVMaximumChargePower'
             p += 22
@@ -16131,17 +15933,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T107[t & 7]
-            fs.add('ev_maximum_charge_power')
         if ev == 4:
             e_ = 'EVMaximumChargePower_L2'
             p += 22
@@ -16156,17 +15955,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T108[t & 7]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 5:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -16181,17 +15977,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T109[t & 7]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 6:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -16206,17 +15999,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T110[t & 3]
-            fs.add('ev_minimum_charge_power')
         if ev == 7:
             e_ = 'EVMinimumChargePower_L2'
             p += 22
@@ -16231,17 +16021,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T111[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 8:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -16256,17 +16043,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T112[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev == 9:
             e_ = 'EVPresentActivePower'
             p += 22
@@ -16281,10 +16065,8 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -16305,17 +16087,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T127[t & 7]
-            fs.add('ev_present_active_power_l2')
         if ev == 11:
             e_ = 'EVPresentActivePower_L3'
             p += 22
@@ -16330,17 +16109,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T128[t & 7]
-            fs.add('ev_present_active_power_l3')
         if ev == 12:
             e_ = 'EVPresentReactivePower'
             p += 22
@@ -16355,17 +16131,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T129[t & 3]
-            fs.add('ev_present_reactive_power')
         if ev == 13:
             e_ = 'EVPresentReactivePower_L2'
             p += 22
@@ -16380,17 +16153,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T130[t & 3]
-            fs.add('ev_present_reactive_power_l2')
         if ev == 14:
             e_ = 'EVPresentReactivePower_L3'
             p += 22
@@ -16405,17 +16175,14 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f14 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_present_reactive_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -16426,10 +16193,21 @@ def _d8003_Scheduled_AC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_AC_CLReqControlMode)
-    _set(o, '__dict__', {'ev_target_energy_request': f0, 'ev_maximum_energy_request': f1, 'ev_minimum_energy_request': f2, 'ev_maximum_charge_power': f3, 'ev_maximum_charge_power_l2': f4, 'ev_maximum_charge_power_l3': f5, 'ev_minimum_charge_power': f6, 'ev_minimum_charge_power_l2': f7, 'ev_minimum_charge_power_l3': f8, 'ev_present_active_power': f9, 'ev_present_active_power_l2': f10, 'ev_present_active_power_l3': f11, 'ev_present_reactive_power': f12, 'ev_present_reactive_power_l2': f13, 'ev_present_reactive_power_l3': f14})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_target_energy_request = f0
+    o.ev_maximum_energy_request = f1
+    o.ev_minimum_energy_request = f2
+    o.ev_maximum_charge_power = f3
+    o.ev_maximum_charge_power_l2 = f4
+    o.ev_maximum_charge_power_l3 = f5
+    o.ev_minimum_charge_power = f6
+    o.ev_minimum_charge_power_l2 = f7
+    o.ev_minimum_charge_power_l3 = f8
+    o.ev_present_active_power = f9
+    o.ev_present_active_power_l2 = f10
+    o.ev_present_active_power_l3 = f11
+    o.ev_present_reactive_power = f12
+    o.ev_present_reactive_power_l2 = f13
+    o.ev_present_reactive_power_l3 = f14
     return o, p
 
 
@@ -16437,6 +16215,8 @@ def _e8003_Scheduled_AC_CLReqControlMode(m: _i20.Scheduled_AC_CLReqControlMode, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_AC_CLReqControlMode:
+        raise RawEncodeError('expected Scheduled_AC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_target_energy_request
     if x is not None:
@@ -16609,7 +16389,6 @@ def _d8003_AC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -16641,21 +16420,18 @@ def _d8003_AC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'EVSEStatus'
             x, p = _d8002_EVSEStatus(v, ln, p, st)
             f2 = x
-            fs.add('evse_status')
             p += 4
             ev = _T132[(v >> (ln - p)) & 15]
         if ev == 3:
             e_ = 'MeterInfo'
             x, p = _d8002_MeterInfo(v, ln, p, st)
             f3 = x
-            fs.add('meter_info')
             p += 3
             ev = _T133[(v >> (ln - p)) & 7]
         if ev == 4:
             e_ = 'Receipt'
             x, p = _d8002_Receipt(v, ln, p, st)
             f4 = x
-            fs.add('receipt')
             p += 3
             ev = _T134[(v >> (ln - p)) & 7]
         if ev == 5:
@@ -16672,29 +16448,24 @@ def _d8003_AC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T135[t & 7]
-            fs.add('evse_target_frequency')
         if ev == 6:
             e_ = 'BPT_Dynamic_AC_CLResControlMode'
             x, p = _d8003_BPT_Dynamic_AC_CLResControlMode(v, ln, p, st)
             f6 = x
-            fs.add('bpt_dynamic_ac_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 7:
             e_ = 'BPT_Scheduled_AC_CLResControlMode'
             x, p = _d8003_BPT_Scheduled_AC_CLResControlMode(v, ln, p, st)
             f7 = x
-            fs.add('bpt_scheduled_ac_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 8:
@@ -16706,14 +16477,12 @@ def _d8003_AC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'Dynamic_AC_CLResControlMode'
             x, p = _d8003_Dynamic_AC_CLResControlMode(v, ln, p, st)
             f8 = x
-            fs.add('dynamic_ac_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 10:
             e_ = 'Scheduled_AC_CLResControlMode'
             x, p = _d8003_Scheduled_AC_CLResControlMode(v, ln, p, st)
             f9 = x
-            fs.add('scheduled_ac_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -16726,10 +16495,16 @@ def _d8003_AC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_ChargeLoopRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_status': f2, 'meter_info': f3, 'receipt': f4, 'evse_target_frequency': f5, 'bpt_dynamic_ac_cl_res_control_mode': f6, 'bpt_scheduled_ac_cl_res_control_mode': f7, 'dynamic_ac_cl_res_control_mode': f8, 'scheduled_ac_cl_res_control_mode': f9})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_status = f2
+    o.meter_info = f3
+    o.receipt = f4
+    o.evse_target_frequency = f5
+    o.bpt_dynamic_ac_cl_res_control_mode = f6
+    o.bpt_scheduled_ac_cl_res_control_mode = f7
+    o.dynamic_ac_cl_res_control_mode = f8
+    o.scheduled_ac_cl_res_control_mode = f9
     return o, p
 
 
@@ -16737,6 +16512,8 @@ def _e8003_AC_ChargeLoopRes(m: _i20.AC_ChargeLoopRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_ChargeLoopRes:
+        raise RawEncodeError('expected AC_ChargeLoopRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -16786,6 +16563,8 @@ def _e8003_AC_ChargeLoopRes(m: _i20.AC_ChargeLoopRes, a: int, n: int, st: String
         s = 6
     if m.bpt_dynamic_ac_cl_res_control_mode is not None:
         x = m.bpt_dynamic_ac_cl_res_control_mode
+        if m.bpt_scheduled_ac_cl_res_control_mode is not None or m.dynamic_ac_cl_res_control_mode is not None or m.scheduled_ac_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopResType')
         cw = _K207[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -16793,6 +16572,8 @@ def _e8003_AC_ChargeLoopRes(m: _i20.AC_ChargeLoopRes, a: int, n: int, st: String
         s = 7
     elif m.bpt_scheduled_ac_cl_res_control_mode is not None:
         x = m.bpt_scheduled_ac_cl_res_control_mode
+        if m.dynamic_ac_cl_res_control_mode is not None or m.scheduled_ac_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopResType')
         cw = _K208[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -16800,6 +16581,8 @@ def _e8003_AC_ChargeLoopRes(m: _i20.AC_ChargeLoopRes, a: int, n: int, st: String
         s = 7
     elif m.dynamic_ac_cl_res_control_mode is not None:
         x = m.dynamic_ac_cl_res_control_mode
+        if m.scheduled_ac_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeLoopResType')
         cw = _K209[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
@@ -16823,7 +16606,6 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_target_active_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -16855,7 +16637,6 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T18[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -16868,7 +16649,6 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T19[t & 3]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 11
@@ -16879,7 +16659,6 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T20[t & 3]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'AckMaxDelay'
             p += 1
@@ -16895,7 +16674,6 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('ack_max_delay')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -16912,10 +16690,8 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 6
             t = (v >> (ln - p)) & 63
@@ -16936,17 +16712,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T137[t & 15]
-            fs.add('evse_target_active_power_l2')
         if ev == 6:
             e_ = 'EVSETargetActivePower_L3'
             p += 22
@@ -16961,17 +16734,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T138[t & 7]
-            fs.add('evse_target_active_power_l3')
         if ev == 7:
             e_ = 'EVSETargetReactivePower'
             p += 22
@@ -16986,17 +16756,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T139[t & 7]
-            fs.add('evse_target_reactive_power')
         if ev == 8:
             e_ = 'EVSETargetReactivePower_L2'
             p += 22
@@ -17011,17 +16778,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T140[t & 7]
-            fs.add('evse_target_reactive_power_l2')
         if ev == 9:
             e_ = 'EVSETargetReactivePower_L3'
             p += 22
@@ -17036,17 +16800,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T141[t & 7]
-            fs.add('evse_target_reactive_power_l3')
         if ev == 10:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -17061,17 +16822,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T63[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 11:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -17086,17 +16844,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T64[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 12:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -17111,17 +16866,14 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -17132,10 +16884,19 @@ def _d8003_BPT_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Dynamic_AC_CLResControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'ack_max_delay': f3, 'evse_target_active_power': f4, 'evse_target_active_power_l2': f5, 'evse_target_active_power_l3': f6, 'evse_target_reactive_power': f7, 'evse_target_reactive_power_l2': f8, 'evse_target_reactive_power_l3': f9, 'evse_present_active_power': f10, 'evse_present_active_power_l2': f11, 'evse_present_active_power_l3': f12})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.ack_max_delay = f3
+    o.evse_target_active_power = f4
+    o.evse_target_active_power_l2 = f5
+    o.evse_target_active_power_l3 = f6
+    o.evse_target_reactive_power = f7
+    o.evse_target_reactive_power_l2 = f8
+    o.evse_target_reactive_power_l3 = f9
+    o.evse_present_active_power = f10
+    o.evse_present_active_power_l2 = f11
+    o.evse_present_active_power_l3 = f12
     return o, p
 
 
@@ -17143,6 +16904,8 @@ def _e8003_BPT_Dynamic_AC_CLResControlMode(m: _i20.BPT_Dynamic_AC_CLResControlMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Dynamic_AC_CLResControlMode:
+        raise RawEncodeError('expected BPT_Dynamic_AC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -17301,7 +17064,6 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -17328,17 +17090,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T143[t & 15]
-            fs.add('evse_target_active_power')
         if ev == 1:
             e_ = 'EVSETargetActivePower_L2'
             p += 22
@@ -17353,17 +17112,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T144[t & 15]
-            fs.add('evse_target_active_power_l2')
         if ev == 2:
             e_ = 'EVSETargetActivePower_L3'
             p += 22
@@ -17378,17 +17134,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T145[t & 7]
-            fs.add('evse_target_active_power_l3')
         if ev == 3:
             e_ = 'EVSETargetReactivePower'
             p += 22
@@ -17403,17 +17156,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T146[t & 7]
-            fs.add('evse_target_reactive_power')
         if ev == 4:
             e_ = 'EVSETargetReactivePower_L2'
             p += 22
@@ -17428,17 +17178,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T147[t & 7]
-            fs.add('evse_target_reactive_power_l2')
         if ev == 5:
             e_ = 'EVSETargetReactivePower_L3'
             p += 22
@@ -17453,17 +17200,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T148[t & 7]
-            fs.add('evse_target_reactive_power_l3')
         if ev == 6:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -17478,17 +17222,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T149[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 7:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -17503,17 +17244,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T150[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 8:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -17528,17 +17266,14 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -17549,10 +17284,15 @@ def _d8003_BPT_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: String
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Scheduled_AC_CLResControlMode)
-    _set(o, '__dict__', {'evse_target_active_power': f0, 'evse_target_active_power_l2': f1, 'evse_target_active_power_l3': f2, 'evse_target_reactive_power': f3, 'evse_target_reactive_power_l2': f4, 'evse_target_reactive_power_l3': f5, 'evse_present_active_power': f6, 'evse_present_active_power_l2': f7, 'evse_present_active_power_l3': f8})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_target_active_power = f0
+    o.evse_target_active_power_l2 = f1
+    o.evse_target_active_power_l3 = f2
+    o.evse_target_reactive_power = f3
+    o.evse_target_reactive_power_l2 = f4
+    o.evse_target_reactive_power_l3 = f5
+    o.evse_present_active_power = f6
+    o.evse_present_active_power_l2 = f7
+    o.evse_present_active_power_l3 = f8
     return o, p
 
 
@@ -17560,6 +17300,8 @@ def _e8003_BPT_Scheduled_AC_CLResControlMode(m: _i20.BPT_Scheduled_AC_CLResContr
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Scheduled_AC_CLResControlMode:
+        raise RawEncodeError('expected BPT_Scheduled_AC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_target_active_power
     if x is not None:
@@ -17667,7 +17409,6 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_target_active_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -17699,7 +17440,6 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T18[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -17712,7 +17452,6 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T19[t & 3]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 11
@@ -17723,7 +17462,6 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T20[t & 3]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'AckMaxDelay'
             p += 1
@@ -17739,7 +17477,6 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('ack_max_delay')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -17756,10 +17493,8 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 6
             t = (v >> (ln - p)) & 63
@@ -17780,17 +17515,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T137[t & 15]
-            fs.add('evse_target_active_power_l2')
         if ev == 6:
             e_ = 'EVSETargetActivePower_L3'
             p += 22
@@ -17805,17 +17537,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T138[t & 7]
-            fs.add('evse_target_active_power_l3')
         if ev == 7:
             e_ = 'EVSETargetReactivePower'
             p += 22
@@ -17830,17 +17559,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T139[t & 7]
-            fs.add('evse_target_reactive_power')
         if ev == 8:
             e_ = 'EVSETargetReactivePower_L2'
             p += 22
@@ -17855,17 +17581,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T140[t & 7]
-            fs.add('evse_target_reactive_power_l2')
         if ev == 9:
             e_ = 'EVSETargetReactivePower_L3'
             p += 22
@@ -17880,17 +17603,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T141[t & 7]
-            fs.add('evse_target_reactive_power_l3')
         if ev == 10:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -17905,17 +17625,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T63[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 11:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -17930,17 +17647,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T64[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 12:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -17955,17 +17669,14 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -17976,10 +17687,19 @@ def _d8003_Dynamic_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_AC_CLResControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'ack_max_delay': f3, 'evse_target_active_power': f4, 'evse_target_active_power_l2': f5, 'evse_target_active_power_l3': f6, 'evse_target_reactive_power': f7, 'evse_target_reactive_power_l2': f8, 'evse_target_reactive_power_l3': f9, 'evse_present_active_power': f10, 'evse_present_active_power_l2': f11, 'evse_present_active_power_l3': f12})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.ack_max_delay = f3
+    o.evse_target_active_power = f4
+    o.evse_target_active_power_l2 = f5
+    o.evse_target_active_power_l3 = f6
+    o.evse_target_reactive_power = f7
+    o.evse_target_reactive_power_l2 = f8
+    o.evse_target_reactive_power_l3 = f9
+    o.evse_present_active_power = f10
+    o.evse_present_active_power_l2 = f11
+    o.evse_present_active_power_l3 = f12
     return o, p
 
 
@@ -17987,6 +17707,8 @@ def _e8003_Dynamic_AC_CLResControlMode(m: _i20.Dynamic_AC_CLResControlMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_AC_CLResControlMode:
+        raise RawEncodeError('expected Dynamic_AC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -18145,7 +17867,6 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -18172,17 +17893,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T143[t & 15]
-            fs.add('evse_target_active_power')
         if ev == 1:
             e_ = 'EVSETargetActivePower_L2'
             p += 22
@@ -18197,17 +17915,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T144[t & 15]
-            fs.add('evse_target_active_power_l2')
         if ev == 2:
             e_ = 'EVSETargetActivePower_L3'
             p += 22
@@ -18222,17 +17937,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T145[t & 7]
-            fs.add('evse_target_active_power_l3')
         if ev == 3:
             e_ = 'EVSETargetReactivePower'
             p += 22
@@ -18247,17 +17959,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T146[t & 7]
-            fs.add('evse_target_reactive_power')
         if ev == 4:
             e_ = 'EVSETargetReactivePower_L2'
             p += 22
@@ -18272,17 +17981,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T147[t & 7]
-            fs.add('evse_target_reactive_power_l2')
         if ev == 5:
             e_ = 'EVSETargetReactivePower_L3'
             p += 22
@@ -18297,17 +18003,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T148[t & 7]
-            fs.add('evse_target_reactive_power_l3')
         if ev == 6:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -18322,17 +18025,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T149[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 7:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -18347,17 +18047,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T150[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 8:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -18372,17 +18069,14 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -18393,10 +18087,15 @@ def _d8003_Scheduled_AC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_AC_CLResControlMode)
-    _set(o, '__dict__', {'evse_target_active_power': f0, 'evse_target_active_power_l2': f1, 'evse_target_active_power_l3': f2, 'evse_target_reactive_power': f3, 'evse_target_reactive_power_l2': f4, 'evse_target_reactive_power_l3': f5, 'evse_present_active_power': f6, 'evse_present_active_power_l2': f7, 'evse_present_active_power_l3': f8})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_target_active_power = f0
+    o.evse_target_active_power_l2 = f1
+    o.evse_target_active_power_l3 = f2
+    o.evse_target_reactive_power = f3
+    o.evse_target_reactive_power_l2 = f4
+    o.evse_target_reactive_power_l3 = f5
+    o.evse_present_active_power = f6
+    o.evse_present_active_power_l2 = f7
+    o.evse_present_active_power_l3 = f8
     return o, p
 
 
@@ -18404,6 +18103,8 @@ def _e8003_Scheduled_AC_CLResControlMode(m: _i20.Scheduled_AC_CLResControlMode, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_AC_CLResControlMode:
+        raise RawEncodeError('expected Scheduled_AC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_target_active_power
     if x is not None:
@@ -18511,7 +18212,6 @@ def _d8003_AC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -18528,14 +18228,12 @@ def _d8003_AC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
             e_ = 'AC_CPDReqEnergyTransferMode'
             x, p = _d8003_AC_CPDReqEnergyTransferMode(v, ln, p, st)
             f1 = x
-            fs.add('ac_cpd_req_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 2:
             e_ = 'BPT_AC_CPDReqEnergyTransferMode'
             x, p = _d8003_BPT_AC_CPDReqEnergyTransferMode(v, ln, p, st)
             f2 = x
-            fs.add('bpt_ac_cpd_req_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -18548,10 +18246,9 @@ def _d8003_AC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_ChargeParameterDiscoveryReq)
-    _set(o, '__dict__', {'header': f0, 'ac_cpd_req_energy_transfer_mode': f1, 'bpt_ac_cpd_req_energy_transfer_mode': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ac_cpd_req_energy_transfer_mode = f1
+    o.bpt_ac_cpd_req_energy_transfer_mode = f2
     return o, p
 
 
@@ -18559,6 +18256,8 @@ def _e8003_AC_ChargeParameterDiscoveryReq(m: _i20.AC_ChargeParameterDiscoveryReq
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_ChargeParameterDiscoveryReq:
+        raise RawEncodeError('expected AC_ChargeParameterDiscoveryReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -18570,6 +18269,8 @@ def _e8003_AC_ChargeParameterDiscoveryReq(m: _i20.AC_ChargeParameterDiscoveryReq
         raise RawEncodeError('missing element in AC_ChargeParameterDiscoveryReqType: Header')
     if m.ac_cpd_req_energy_transfer_mode is not None:
         x = m.ac_cpd_req_energy_transfer_mode
+        if m.bpt_ac_cpd_req_energy_transfer_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeParameterDiscoveryReqType')
         a <<= 2
         n += 2
         a, n = _e8003_AC_CPDReqEnergyTransferMode(x, a, n, st)
@@ -18591,7 +18292,6 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_maximum_discharge_power', 'ev_minimum_discharge_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -18621,10 +18321,8 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -18645,17 +18343,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('ev_maximum_charge_power_l2')
         if ev == 2:
             e_ = 'EVMaximumChargePower_L3'
             p += 22
@@ -18670,17 +18365,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('ev_maximum_charge_power_l3')
         if ev == 3:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -18695,10 +18387,8 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -18719,17 +18409,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T71[t & 3]
-            fs.add('ev_minimum_charge_power_l2')
         if ev == 5:
             e_ = 'EVMinimumChargePower_L3'
             p += 22
@@ -18744,17 +18431,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T58[t & 1]
-            fs.add('ev_minimum_charge_power_l3')
         if ev == 6:
             e_ = 'EVMaximumDischargePower'
             p += 22
@@ -18769,10 +18453,8 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -18793,17 +18475,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T111[t & 3]
-            fs.add('ev_maximum_discharge_power_l2')
         if ev == 8:
             e_ = 'EVMaximumDischargePower_L3'
             p += 22
@@ -18818,17 +18497,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T112[t & 1]
-            fs.add('ev_maximum_discharge_power_l3')
         if ev == 9:
             e_ = 'EVMinimumDischargePower'
             p += 22
@@ -18843,10 +18519,8 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -18867,17 +18541,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T76[t & 3]
-            fs.add('ev_minimum_discharge_power_l2')
         if ev == 11:
             e_ = 'EVMinimumDischargePower_L3'
             p += 22
@@ -18892,17 +18563,14 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_discharge_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -18913,10 +18581,18 @@ def _d8003_BPT_AC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_AC_CPDReqEnergyTransferMode)
-    _set(o, '__dict__', {'ev_maximum_charge_power': f0, 'ev_maximum_charge_power_l2': f1, 'ev_maximum_charge_power_l3': f2, 'ev_minimum_charge_power': f3, 'ev_minimum_charge_power_l2': f4, 'ev_minimum_charge_power_l3': f5, 'ev_maximum_discharge_power': f6, 'ev_maximum_discharge_power_l2': f7, 'ev_maximum_discharge_power_l3': f8, 'ev_minimum_discharge_power': f9, 'ev_minimum_discharge_power_l2': f10, 'ev_minimum_discharge_power_l3': f11})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_maximum_charge_power = f0
+    o.ev_maximum_charge_power_l2 = f1
+    o.ev_maximum_charge_power_l3 = f2
+    o.ev_minimum_charge_power = f3
+    o.ev_minimum_charge_power_l2 = f4
+    o.ev_minimum_charge_power_l3 = f5
+    o.ev_maximum_discharge_power = f6
+    o.ev_maximum_discharge_power_l2 = f7
+    o.ev_maximum_discharge_power_l3 = f8
+    o.ev_minimum_discharge_power = f9
+    o.ev_minimum_discharge_power_l2 = f10
+    o.ev_minimum_discharge_power_l3 = f11
     return o, p
 
 
@@ -18924,6 +18600,8 @@ def _e8003_BPT_AC_CPDReqEnergyTransferMode(m: _i20.BPT_AC_CPDReqEnergyTransferMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_AC_CPDReqEnergyTransferMode:
+        raise RawEncodeError('expected BPT_AC_CPDReqEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_maximum_charge_power
     if x is not None:
@@ -19060,7 +18738,6 @@ def _d8003_AC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -19086,14 +18763,12 @@ def _d8003_AC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
             e_ = 'AC_CPDResEnergyTransferMode'
             x, p = _d8003_AC_CPDResEnergyTransferMode(v, ln, p, st)
             f2 = x
-            fs.add('ac_cpd_res_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 3:
             e_ = 'BPT_AC_CPDResEnergyTransferMode'
             x, p = _d8003_BPT_AC_CPDResEnergyTransferMode(v, ln, p, st)
             f3 = x
-            fs.add('bpt_ac_cpd_res_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -19106,10 +18781,10 @@ def _d8003_AC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.AC_ChargeParameterDiscoveryRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'ac_cpd_res_energy_transfer_mode': f2, 'bpt_ac_cpd_res_energy_transfer_mode': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.ac_cpd_res_energy_transfer_mode = f2
+    o.bpt_ac_cpd_res_energy_transfer_mode = f3
     return o, p
 
 
@@ -19117,6 +18792,8 @@ def _e8003_AC_ChargeParameterDiscoveryRes(m: _i20.AC_ChargeParameterDiscoveryRes
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.AC_ChargeParameterDiscoveryRes:
+        raise RawEncodeError('expected AC_ChargeParameterDiscoveryRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -19135,6 +18812,8 @@ def _e8003_AC_ChargeParameterDiscoveryRes(m: _i20.AC_ChargeParameterDiscoveryRes
         raise RawEncodeError('missing element in AC_ChargeParameterDiscoveryResType: ResponseCode')
     if m.ac_cpd_res_energy_transfer_mode is not None:
         x = m.ac_cpd_res_energy_transfer_mode
+        if m.bpt_ac_cpd_res_energy_transfer_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in AC_ChargeParameterDiscoveryResType')
         a <<= 2
         n += 2
         a, n = _e8003_AC_CPDResEnergyTransferMode(x, a, n, st)
@@ -19156,7 +18835,6 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_nominal_frequency', 'evse_maximum_discharge_power', 'evse_minimum_discharge_power'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -19192,10 +18870,8 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -19216,17 +18892,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('evse_maximum_charge_power_l2')
         if ev == 2:
             e_ = 'EVSEMaximumChargePower_L3'
             p += 22
@@ -19241,17 +18914,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('evse_maximum_charge_power_l3')
         if ev == 3:
             e_ = 'EVSEMinimumChargePower'
             p += 22
@@ -19266,10 +18936,8 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -19290,17 +18958,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T71[t & 3]
-            fs.add('evse_minimum_charge_power_l2')
         if ev == 5:
             e_ = 'EVSEMinimumChargePower_L3'
             p += 22
@@ -19315,17 +18980,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T58[t & 1]
-            fs.add('evse_minimum_charge_power_l3')
         if ev == 6:
             e_ = 'EVSENominalFrequency'
             p += 22
@@ -19340,10 +19002,8 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -19364,17 +19024,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T152[t & 7]
-            fs.add('maximum_power_asymmetry')
         if ev == 8:
             e_ = 'EVSEPowerRampLimitation'
             p += 22
@@ -19389,17 +19046,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T153[t & 7]
-            fs.add('evse_power_ramp_limitation')
         if ev == 9:
             e_ = 'EVSEPresentActivePower'
             p += 22
@@ -19414,17 +19068,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T154[t & 3]
-            fs.add('evse_present_active_power')
         if ev == 10:
             e_ = 'EVSEPresentActivePower_L2'
             p += 22
@@ -19439,17 +19090,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T155[t & 3]
-            fs.add('evse_present_active_power_l2')
         if ev == 11:
             e_ = 'EVSEPresentActivePower_L3'
             p += 22
@@ -19464,17 +19112,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T156[t & 1]
-            fs.add('evse_present_active_power_l3')
         if ev == 12:
             e_ = 'EVSEMaximumDischargePower'
             p += 22
@@ -19489,10 +19134,8 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -19513,17 +19156,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T158[t & 3]
-            fs.add('evse_maximum_discharge_power_l2')
         if ev == 14:
             e_ = 'EVSEMaximumDischargePower_L3'
             p += 22
@@ -19538,17 +19178,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f14 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T159[t & 1]
-            fs.add('evse_maximum_discharge_power_l3')
         if ev == 15:
             e_ = 'EVSEMinimumDischargePower'
             p += 22
@@ -19563,10 +19200,8 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f15 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -19587,17 +19222,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f16 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T161[t & 3]
-            fs.add('evse_minimum_discharge_power_l2')
         if ev == 17:
             e_ = 'EVSEMinimumDischargePower_L3'
             p += 22
@@ -19612,17 +19244,14 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f17 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_minimum_discharge_power_l3')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -19633,10 +19262,24 @@ def _d8003_BPT_AC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_AC_CPDResEnergyTransferMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_maximum_charge_power_l2': f1, 'evse_maximum_charge_power_l3': f2, 'evse_minimum_charge_power': f3, 'evse_minimum_charge_power_l2': f4, 'evse_minimum_charge_power_l3': f5, 'evse_nominal_frequency': f6, 'maximum_power_asymmetry': f7, 'evse_power_ramp_limitation': f8, 'evse_present_active_power': f9, 'evse_present_active_power_l2': f10, 'evse_present_active_power_l3': f11, 'evse_maximum_discharge_power': f12, 'evse_maximum_discharge_power_l2': f13, 'evse_maximum_discharge_power_l3': f14, 'evse_minimum_discharge_power': f15, 'evse_minimum_discharge_power_l2': f16, 'evse_minimum_discharge_power_l3': f17})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_maximum_charge_power_l2 = f1
+    o.evse_maximum_charge_power_l3 = f2
+    o.evse_minimum_charge_power = f3
+    o.evse_minimum_charge_power_l2 = f4
+    o.evse_minimum_charge_power_l3 = f5
+    o.evse_nominal_frequency = f6
+    o.maximum_power_asymmetry = f7
+    o.evse_power_ramp_limitation = f8
+    o.evse_present_active_power = f9
+    o.evse_present_active_power_l2 = f10
+    o.evse_present_active_power_l3 = f11
+    o.evse_maximum_discharge_power = f12
+    o.evse_maximum_discharge_power_l2 = f13
+    o.evse_maximum_discharge_power_l3 = f14
+    o.evse_minimum_discharge_power = f15
+    o.evse_minimum_discharge_power_l2 = f16
+    o.evse_minimum_discharge_power_l3 = f17
     return o, p
 
 
@@ -19644,6 +19287,8 @@ def _e8003_BPT_AC_CPDResEnergyTransferMode(m: _i20.BPT_AC_CPDResEnergyTransferMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_AC_CPDResEnergyTransferMode:
+        raise RawEncodeError('expected BPT_AC_CPDResEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -19845,7 +19490,6 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_maximum_charge_current', 'ev_minimum_charge_current', 'ev_maximum_voltage', 'ev_minimum_voltage', 'ev_maximum_discharge_power', 'ev_minimum_discharge_power', 'ev_maximum_discharge_current', 'ev_minimum_discharge_current'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -19874,10 +19518,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -19898,10 +19540,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -19922,10 +19562,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -19946,10 +19584,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -19970,10 +19606,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -19994,10 +19628,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -20014,7 +19646,6 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if f6 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T65[t & 1]
-            fs.add('target_soc')
         if ev == 7:
             e_ = 'EVMaximumDischargePower'
             p += 22
@@ -20029,10 +19660,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20053,10 +19682,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20077,10 +19704,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20101,10 +19726,8 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20121,10 +19744,17 @@ def _d8004_BPT_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_DC_CPDReqEnergyTransferMode)
-    _set(o, '__dict__', {'ev_maximum_charge_power': f0, 'ev_minimum_charge_power': f1, 'ev_maximum_charge_current': f2, 'ev_minimum_charge_current': f3, 'ev_maximum_voltage': f4, 'ev_minimum_voltage': f5, 'target_soc': f6, 'ev_maximum_discharge_power': f7, 'ev_minimum_discharge_power': f8, 'ev_maximum_discharge_current': f9, 'ev_minimum_discharge_current': f10})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_maximum_charge_power = f0
+    o.ev_minimum_charge_power = f1
+    o.ev_maximum_charge_current = f2
+    o.ev_minimum_charge_current = f3
+    o.ev_maximum_voltage = f4
+    o.ev_minimum_voltage = f5
+    o.target_soc = f6
+    o.ev_maximum_discharge_power = f7
+    o.ev_minimum_discharge_power = f8
+    o.ev_maximum_discharge_current = f9
+    o.ev_minimum_discharge_current = f10
     return o, p
 
 
@@ -20132,6 +19762,8 @@ def _e8004_BPT_DC_CPDReqEnergyTransferMode(m: _i20.BPT_DC_CPDReqEnergyTransferMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_DC_CPDReqEnergyTransferMode:
+        raise RawEncodeError('expected BPT_DC_CPDReqEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_maximum_charge_power
     if x is not None:
@@ -20253,7 +19885,6 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_maximum_charge_current', 'evse_minimum_charge_current', 'evse_maximum_voltage', 'evse_minimum_voltage', 'evse_maximum_discharge_power', 'evse_minimum_discharge_power', 'evse_maximum_discharge_current', 'evse_minimum_discharge_current'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -20282,10 +19913,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20306,10 +19935,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20330,10 +19957,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20354,10 +19979,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20378,10 +20001,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20402,10 +20023,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -20426,17 +20045,14 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T65[t & 1]
-            fs.add('evse_power_ramp_limitation')
         if ev == 7:
             e_ = 'EVSEMaximumDischargePower'
             p += 22
@@ -20451,10 +20067,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20475,10 +20089,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20499,10 +20111,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20523,10 +20133,8 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20543,10 +20151,17 @@ def _d8004_BPT_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_DC_CPDResEnergyTransferMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_minimum_charge_power': f1, 'evse_maximum_charge_current': f2, 'evse_minimum_charge_current': f3, 'evse_maximum_voltage': f4, 'evse_minimum_voltage': f5, 'evse_power_ramp_limitation': f6, 'evse_maximum_discharge_power': f7, 'evse_minimum_discharge_power': f8, 'evse_maximum_discharge_current': f9, 'evse_minimum_discharge_current': f10})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_minimum_charge_power = f1
+    o.evse_maximum_charge_current = f2
+    o.evse_minimum_charge_current = f3
+    o.evse_maximum_voltage = f4
+    o.evse_minimum_voltage = f5
+    o.evse_power_ramp_limitation = f6
+    o.evse_maximum_discharge_power = f7
+    o.evse_minimum_discharge_power = f8
+    o.evse_maximum_discharge_current = f9
+    o.evse_minimum_discharge_current = f10
     return o, p
 
 
@@ -20554,6 +20169,8 @@ def _e8004_BPT_DC_CPDResEnergyTransferMode(m: _i20.BPT_DC_CPDResEnergyTransferMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_DC_CPDResEnergyTransferMode:
+        raise RawEncodeError('expected BPT_DC_CPDResEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -20675,7 +20292,6 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_energy_request', 'ev_maximum_energy_request', 'ev_minimum_energy_request', 'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_maximum_charge_current', 'ev_maximum_voltage', 'ev_minimum_voltage', 'ev_maximum_discharge_power', 'ev_minimum_discharge_power', 'ev_maximum_discharge_current'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -20708,7 +20324,6 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -20725,10 +20340,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20749,10 +20362,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20773,10 +20384,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20797,10 +20406,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20821,10 +20428,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20845,10 +20450,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20869,10 +20472,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20893,10 +20494,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20917,10 +20516,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20941,10 +20538,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -20965,10 +20560,8 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -20989,17 +20582,14 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T165[t & 3]
-            fs.add('ev_maximum_v2_x_energy_request')
         if ev == 13:
             e_ = 'EVMinimumV2XEnergyRequest'
             p += 22
@@ -21014,17 +20604,14 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f13 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_v2_x_energy_request')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -21035,10 +20622,20 @@ def _d8004_BPT_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Dynamic_DC_CLReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'ev_target_energy_request': f1, 'ev_maximum_energy_request': f2, 'ev_minimum_energy_request': f3, 'ev_maximum_charge_power': f4, 'ev_minimum_charge_power': f5, 'ev_maximum_charge_current': f6, 'ev_maximum_voltage': f7, 'ev_minimum_voltage': f8, 'ev_maximum_discharge_power': f9, 'ev_minimum_discharge_power': f10, 'ev_maximum_discharge_current': f11, 'ev_maximum_v2_x_energy_request': f12, 'ev_minimum_v2_x_energy_request': f13})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.ev_target_energy_request = f1
+    o.ev_maximum_energy_request = f2
+    o.ev_minimum_energy_request = f3
+    o.ev_maximum_charge_power = f4
+    o.ev_minimum_charge_power = f5
+    o.ev_maximum_charge_current = f6
+    o.ev_maximum_voltage = f7
+    o.ev_minimum_voltage = f8
+    o.ev_maximum_discharge_power = f9
+    o.ev_minimum_discharge_power = f10
+    o.ev_maximum_discharge_current = f11
+    o.ev_maximum_v2_x_energy_request = f12
+    o.ev_minimum_v2_x_energy_request = f13
     return o, p
 
 
@@ -21046,6 +20643,8 @@ def _e8004_BPT_Dynamic_DC_CLReqControlMode(m: _i20.BPT_Dynamic_DC_CLReqControlMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Dynamic_DC_CLReqControlMode:
+        raise RawEncodeError('expected BPT_Dynamic_DC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -21201,7 +20800,6 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_maximum_charge_current', 'evse_maximum_voltage', 'evse_maximum_discharge_power', 'evse_minimum_discharge_power', 'evse_maximum_discharge_current', 'evse_minimum_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -21232,7 +20830,6 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T18[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -21245,7 +20842,6 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T19[t & 3]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 11
@@ -21256,7 +20852,6 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T20[t & 3]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'AckMaxDelay'
             p += 1
@@ -21272,7 +20867,6 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('ack_max_delay')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -21289,10 +20883,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21313,10 +20905,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21337,10 +20927,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21361,10 +20949,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21385,10 +20971,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21409,10 +20993,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21433,10 +21015,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21457,10 +21037,8 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21477,10 +21055,18 @@ def _d8004_BPT_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTa
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Dynamic_DC_CLResControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'ack_max_delay': f3, 'evse_maximum_charge_power': f4, 'evse_minimum_charge_power': f5, 'evse_maximum_charge_current': f6, 'evse_maximum_voltage': f7, 'evse_maximum_discharge_power': f8, 'evse_minimum_discharge_power': f9, 'evse_maximum_discharge_current': f10, 'evse_minimum_voltage': f11})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.ack_max_delay = f3
+    o.evse_maximum_charge_power = f4
+    o.evse_minimum_charge_power = f5
+    o.evse_maximum_charge_current = f6
+    o.evse_maximum_voltage = f7
+    o.evse_maximum_discharge_power = f8
+    o.evse_minimum_discharge_power = f9
+    o.evse_maximum_discharge_current = f10
+    o.evse_minimum_voltage = f11
     return o, p
 
 
@@ -21488,6 +21074,8 @@ def _e8004_BPT_Dynamic_DC_CLResControlMode(m: _i20.BPT_Dynamic_DC_CLResControlMo
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Dynamic_DC_CLResControlMode:
+        raise RawEncodeError('expected BPT_Dynamic_DC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -21630,7 +21218,6 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_current', 'ev_target_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -21661,17 +21248,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T54[t & 3]
-            fs.add('ev_target_energy_request')
         if ev == 1:
             e_ = 'EVMaximumEnergyRequest'
             p += 22
@@ -21686,17 +21270,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('ev_maximum_energy_request')
         if ev == 2:
             e_ = 'EVMinimumEnergyRequest'
             p += 22
@@ -21711,17 +21292,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('ev_minimum_energy_request')
         if ev == 3:
             e_ = 'EVTargetCurrent'
             p += 22
@@ -21736,10 +21314,8 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -21760,10 +21336,8 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 6
             t = (v >> (ln - p)) & 63
@@ -21784,17 +21358,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T137[t & 15]
-            fs.add('ev_maximum_charge_power')
         if ev == 6:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -21809,17 +21380,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T138[t & 7]
-            fs.add('ev_minimum_charge_power')
         if ev == 7:
             e_ = 'EVMaximumChargeCurrent'
             p += 22
@@ -21834,17 +21402,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T139[t & 7]
-            fs.add('ev_maximum_charge_current')
         if ev == 8:
             e_ = 'EVMaximumVoltage'
             p += 22
@@ -21859,17 +21424,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T140[t & 7]
-            fs.add('ev_maximum_voltage')
         if ev == 9:
             e_ = 'EVMinimumVoltage'
             p += 22
@@ -21884,17 +21446,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T141[t & 7]
-            fs.add('ev_minimum_voltage')
         if ev == 10:
             e_ = 'EVMaximumDischargePower'
             p += 22
@@ -21909,17 +21468,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f10 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T63[t & 3]
-            fs.add('ev_maximum_discharge_power')
         if ev == 11:
             e_ = 'EVMinimumDischargePower'
             p += 22
@@ -21934,17 +21490,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f11 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T64[t & 3]
-            fs.add('ev_minimum_discharge_power')
         if ev == 12:
             e_ = 'EVMaximumDischargeCurrent'
             p += 22
@@ -21959,17 +21512,14 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f12 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_maximum_discharge_current')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -21980,10 +21530,19 @@ def _d8004_BPT_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: String
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Scheduled_DC_CLReqControlMode)
-    _set(o, '__dict__', {'ev_target_energy_request': f0, 'ev_maximum_energy_request': f1, 'ev_minimum_energy_request': f2, 'ev_target_current': f3, 'ev_target_voltage': f4, 'ev_maximum_charge_power': f5, 'ev_minimum_charge_power': f6, 'ev_maximum_charge_current': f7, 'ev_maximum_voltage': f8, 'ev_minimum_voltage': f9, 'ev_maximum_discharge_power': f10, 'ev_minimum_discharge_power': f11, 'ev_maximum_discharge_current': f12})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_target_energy_request = f0
+    o.ev_maximum_energy_request = f1
+    o.ev_minimum_energy_request = f2
+    o.ev_target_current = f3
+    o.ev_target_voltage = f4
+    o.ev_maximum_charge_power = f5
+    o.ev_minimum_charge_power = f6
+    o.ev_maximum_charge_current = f7
+    o.ev_maximum_voltage = f8
+    o.ev_minimum_voltage = f9
+    o.ev_maximum_discharge_power = f10
+    o.ev_minimum_discharge_power = f11
+    o.ev_maximum_discharge_current = f12
     return o, p
 
 
@@ -21991,6 +21550,8 @@ def _e8004_BPT_Scheduled_DC_CLReqControlMode(m: _i20.BPT_Scheduled_DC_CLReqContr
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Scheduled_DC_CLReqControlMode:
+        raise RawEncodeError('expected BPT_Scheduled_DC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_target_energy_request
     if x is not None:
@@ -22140,7 +21701,6 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -22166,17 +21726,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 6
             t = (v >> (ln - p)) & 63
             if t >> 4:
                 raise bad_event(p, e_, -3)
             ev = _T168[t & 15]
-            fs.add('evse_maximum_charge_power')
         if ev == 1:
             e_ = 'EVSEMinimumChargePower'
             p += 22
@@ -22191,17 +21748,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T41[t & 7]
-            fs.add('evse_minimum_charge_power')
         if ev == 2:
             e_ = 'EVSEMaximumChargeCurrent'
             p += 22
@@ -22216,17 +21770,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T42[t & 7]
-            fs.add('evse_maximum_charge_current')
         if ev == 3:
             e_ = 'EVSEMaximumVoltage'
             p += 22
@@ -22241,17 +21792,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T43[t & 7]
-            fs.add('evse_maximum_voltage')
         if ev == 4:
             e_ = 'EVSEMaximumDischargePower'
             p += 22
@@ -22266,17 +21814,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T44[t & 7]
-            fs.add('evse_maximum_discharge_power')
         if ev == 5:
             e_ = 'EVSEMinimumDischargePower'
             p += 22
@@ -22291,17 +21836,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T45[t & 3]
-            fs.add('evse_minimum_discharge_power')
         if ev == 6:
             e_ = 'EVSEMaximumDischargeCurrent'
             p += 22
@@ -22316,17 +21858,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T46[t & 3]
-            fs.add('evse_maximum_discharge_current')
         if ev == 7:
             e_ = 'EVSEMinimumVoltage'
             p += 22
@@ -22341,17 +21880,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_minimum_voltage')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -22362,10 +21898,14 @@ def _d8004_BPT_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: String
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.BPT_Scheduled_DC_CLResControlMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_minimum_charge_power': f1, 'evse_maximum_charge_current': f2, 'evse_maximum_voltage': f3, 'evse_maximum_discharge_power': f4, 'evse_minimum_discharge_power': f5, 'evse_maximum_discharge_current': f6, 'evse_minimum_voltage': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_minimum_charge_power = f1
+    o.evse_maximum_charge_current = f2
+    o.evse_maximum_voltage = f3
+    o.evse_maximum_discharge_power = f4
+    o.evse_minimum_discharge_power = f5
+    o.evse_maximum_discharge_current = f6
+    o.evse_minimum_voltage = f7
     return o, p
 
 
@@ -22373,6 +21913,8 @@ def _e8004_BPT_Scheduled_DC_CLResControlMode(m: _i20.BPT_Scheduled_DC_CLResContr
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.BPT_Scheduled_DC_CLResControlMode:
+        raise RawEncodeError('expected BPT_Scheduled_DC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -22469,7 +22011,6 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_maximum_charge_current', 'ev_minimum_charge_current', 'ev_maximum_voltage', 'ev_minimum_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -22494,10 +22035,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22518,10 +22057,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22542,10 +22079,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22566,10 +22101,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22590,10 +22123,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22614,10 +22145,8 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -22634,7 +22163,6 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if f6 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T2[t & 1]
-            fs.add('target_soc')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -22645,10 +22173,13 @@ def _d8004_DC_CPDReqEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_CPDReqEnergyTransferMode)
-    _set(o, '__dict__', {'ev_maximum_charge_power': f0, 'ev_minimum_charge_power': f1, 'ev_maximum_charge_current': f2, 'ev_minimum_charge_current': f3, 'ev_maximum_voltage': f4, 'ev_minimum_voltage': f5, 'target_soc': f6})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_maximum_charge_power = f0
+    o.ev_minimum_charge_power = f1
+    o.ev_maximum_charge_current = f2
+    o.ev_minimum_charge_current = f3
+    o.ev_maximum_voltage = f4
+    o.ev_minimum_voltage = f5
+    o.target_soc = f6
     return o, p
 
 
@@ -22656,6 +22187,8 @@ def _e8004_DC_CPDReqEnergyTransferMode(m: _i20.DC_CPDReqEnergyTransferMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_CPDReqEnergyTransferMode:
+        raise RawEncodeError('expected DC_CPDReqEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_maximum_charge_power
     if x is not None:
@@ -22735,7 +22268,6 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_maximum_charge_current', 'evse_minimum_charge_current', 'evse_maximum_voltage', 'evse_minimum_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -22760,10 +22292,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22784,10 +22314,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22808,10 +22336,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22832,10 +22358,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22856,10 +22380,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -22880,10 +22402,8 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 4
             t = (v >> (ln - p)) & 15
@@ -22904,17 +22424,14 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_power_ramp_limitation')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -22925,10 +22442,13 @@ def _d8004_DC_CPDResEnergyTransferMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_CPDResEnergyTransferMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_minimum_charge_power': f1, 'evse_maximum_charge_current': f2, 'evse_minimum_charge_current': f3, 'evse_maximum_voltage': f4, 'evse_minimum_voltage': f5, 'evse_power_ramp_limitation': f6})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_minimum_charge_power = f1
+    o.evse_maximum_charge_current = f2
+    o.evse_minimum_charge_current = f3
+    o.evse_maximum_voltage = f4
+    o.evse_minimum_voltage = f5
+    o.evse_power_ramp_limitation = f6
     return o, p
 
 
@@ -22936,6 +22456,8 @@ def _e8004_DC_CPDResEnergyTransferMode(m: _i20.DC_CPDResEnergyTransferMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_CPDResEnergyTransferMode:
+        raise RawEncodeError('expected DC_CPDResEnergyTransferMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -23015,7 +22537,6 @@ def _d8004_DC_CableCheckReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header'}
     f0: Any = None
     try:
         p += 1
@@ -23036,10 +22557,7 @@ def _d8004_DC_CableCheckReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_CableCheckReq)
-    _set(o, '__dict__', {'header': f0})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
     return o, p
 
 
@@ -23047,6 +22565,8 @@ def _e8004_DC_CableCheckReq(m: _i20.DC_CableCheckReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_CableCheckReq:
+        raise RawEncodeError('expected DC_CableCheckReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -23065,7 +22585,6 @@ def _d8004_DC_CableCheckRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_processing'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -23104,10 +22623,9 @@ def _d8004_DC_CableCheckRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_CableCheckRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_processing': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_processing = f2
     return o, p
 
 
@@ -23115,6 +22633,8 @@ def _e8004_DC_CableCheckRes(m: _i20.DC_CableCheckRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_CableCheckRes:
+        raise RawEncodeError('expected DC_CableCheckRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -23147,7 +22667,6 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'meter_info_requested', 'ev_present_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -23169,7 +22688,6 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'DisplayParameters'
             x, p = _d8003_DisplayParameters(v, ln, p, st)
             f1 = x
-            fs.add('display_parameters')
             p += 1
             ev = _T4[(v >> (ln - p)) & 1]
         if ev == 2:
@@ -23194,10 +22712,8 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -23208,14 +22724,12 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'BPT_Dynamic_DC_CLReqControlMode'
             x, p = _d8004_BPT_Dynamic_DC_CLReqControlMode(v, ln, p, st)
             f4 = x
-            fs.add('bpt_dynamic_dc_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 5:
             e_ = 'BPT_Scheduled_DC_CLReqControlMode'
             x, p = _d8004_BPT_Scheduled_DC_CLReqControlMode(v, ln, p, st)
             f5 = x
-            fs.add('bpt_scheduled_dc_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 6:
@@ -23227,14 +22741,12 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'Dynamic_DC_CLReqControlMode'
             x, p = _d8004_Dynamic_DC_CLReqControlMode(v, ln, p, st)
             f6 = x
-            fs.add('dynamic_dc_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 8:
             e_ = 'Scheduled_DC_CLReqControlMode'
             x, p = _d8004_Scheduled_DC_CLReqControlMode(v, ln, p, st)
             f7 = x
-            fs.add('scheduled_dc_cl_req_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -23247,10 +22759,14 @@ def _d8004_DC_ChargeLoopReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_ChargeLoopReq)
-    _set(o, '__dict__', {'header': f0, 'display_parameters': f1, 'meter_info_requested': f2, 'ev_present_voltage': f3, 'bpt_dynamic_dc_cl_req_control_mode': f4, 'bpt_scheduled_dc_cl_req_control_mode': f5, 'dynamic_dc_cl_req_control_mode': f6, 'scheduled_dc_cl_req_control_mode': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.display_parameters = f1
+    o.meter_info_requested = f2
+    o.ev_present_voltage = f3
+    o.bpt_dynamic_dc_cl_req_control_mode = f4
+    o.bpt_scheduled_dc_cl_req_control_mode = f5
+    o.dynamic_dc_cl_req_control_mode = f6
+    o.scheduled_dc_cl_req_control_mode = f7
     return o, p
 
 
@@ -23258,6 +22774,8 @@ def _e8004_DC_ChargeLoopReq(m: _i20.DC_ChargeLoopReq, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_ChargeLoopReq:
+        raise RawEncodeError('expected DC_ChargeLoopReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -23278,7 +22796,7 @@ def _e8004_DC_ChargeLoopReq(m: _i20.DC_ChargeLoopReq, a: int, n: int, st: String
         cw = _K304[s]
         a = (a << cw[1]) | cw[0]
         n += cw[1]
-        a = (a << 3) | ((1 if x else 0) << 1)
+        a = (a << 3) | (_B[x] << 1)
         n += 3
         s = 3
     else:
@@ -23295,18 +22813,24 @@ def _e8004_DC_ChargeLoopReq(m: _i20.DC_ChargeLoopReq, a: int, n: int, st: String
         raise RawEncodeError('missing element in DC_ChargeLoopReqType: EVPresentVoltage')
     if m.bpt_dynamic_dc_cl_req_control_mode is not None:
         x = m.bpt_dynamic_dc_cl_req_control_mode
+        if m.bpt_scheduled_dc_cl_req_control_mode is not None or m.dynamic_dc_cl_req_control_mode is not None or m.scheduled_dc_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopReqType')
         a <<= 3
         n += 3
         a, n = _e8004_BPT_Dynamic_DC_CLReqControlMode(x, a, n, st)
         s = 5
     elif m.bpt_scheduled_dc_cl_req_control_mode is not None:
         x = m.bpt_scheduled_dc_cl_req_control_mode
+        if m.dynamic_dc_cl_req_control_mode is not None or m.scheduled_dc_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopReqType')
         a = (a << 3) | 1
         n += 3
         a, n = _e8004_BPT_Scheduled_DC_CLReqControlMode(x, a, n, st)
         s = 5
     elif m.dynamic_dc_cl_req_control_mode is not None:
         x = m.dynamic_dc_cl_req_control_mode
+        if m.scheduled_dc_cl_req_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopReqType')
         a = (a << 3) | 3
         n += 3
         a, n = _e8004_Dynamic_DC_CLReqControlMode(x, a, n, st)
@@ -23328,7 +22852,6 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_energy_request', 'ev_maximum_energy_request', 'ev_minimum_energy_request', 'ev_maximum_charge_power', 'ev_minimum_charge_power', 'ev_maximum_charge_current', 'ev_maximum_voltage', 'ev_minimum_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -23356,7 +22879,6 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 1
             ev = _T3[(v >> (ln - p)) & 1]
         if ev == 1:
@@ -23373,10 +22895,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23397,10 +22917,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23421,10 +22939,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23445,10 +22961,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23469,10 +22983,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23493,10 +23005,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23517,10 +23027,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23541,10 +23049,8 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23561,10 +23067,15 @@ def _d8004_Dynamic_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_DC_CLReqControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'ev_target_energy_request': f1, 'ev_maximum_energy_request': f2, 'ev_minimum_energy_request': f3, 'ev_maximum_charge_power': f4, 'ev_minimum_charge_power': f5, 'ev_maximum_charge_current': f6, 'ev_maximum_voltage': f7, 'ev_minimum_voltage': f8})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.ev_target_energy_request = f1
+    o.ev_maximum_energy_request = f2
+    o.ev_minimum_energy_request = f3
+    o.ev_maximum_charge_power = f4
+    o.ev_minimum_charge_power = f5
+    o.ev_maximum_charge_current = f6
+    o.ev_maximum_voltage = f7
+    o.ev_minimum_voltage = f8
     return o, p
 
 
@@ -23572,6 +23083,8 @@ def _e8004_Dynamic_DC_CLReqControlMode(m: _i20.Dynamic_DC_CLReqControlMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_DC_CLReqControlMode:
+        raise RawEncodeError('expected Dynamic_DC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -23677,7 +23190,6 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'ev_target_current', 'ev_target_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -23705,17 +23217,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T54[t & 3]
-            fs.add('ev_target_energy_request')
         if ev == 1:
             e_ = 'EVMaximumEnergyRequest'
             p += 22
@@ -23730,17 +23239,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T8[t & 3]
-            fs.add('ev_maximum_energy_request')
         if ev == 2:
             e_ = 'EVMinimumEnergyRequest'
             p += 22
@@ -23755,17 +23261,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T5[t & 1]
-            fs.add('ev_minimum_energy_request')
         if ev == 3:
             e_ = 'EVTargetCurrent'
             p += 22
@@ -23780,10 +23283,8 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -23804,10 +23305,8 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 5
             t = (v >> (ln - p)) & 31
@@ -23828,17 +23327,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T84[t & 7]
-            fs.add('ev_maximum_charge_power')
         if ev == 6:
             e_ = 'EVMinimumChargePower'
             p += 22
@@ -23853,17 +23349,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T85[t & 7]
-            fs.add('ev_minimum_charge_power')
         if ev == 7:
             e_ = 'EVMaximumChargeCurrent'
             p += 22
@@ -23878,17 +23371,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T86[t & 3]
-            fs.add('ev_maximum_charge_current')
         if ev == 8:
             e_ = 'EVMaximumVoltage'
             p += 22
@@ -23903,17 +23393,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f8 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T87[t & 3]
-            fs.add('ev_maximum_voltage')
         if ev == 9:
             e_ = 'EVMinimumVoltage'
             p += 22
@@ -23928,17 +23415,14 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f9 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('ev_minimum_voltage')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -23949,10 +23433,16 @@ def _d8004_Scheduled_DC_CLReqControlMode(v: int, ln: int, p: int, st: StringTabl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_DC_CLReqControlMode)
-    _set(o, '__dict__', {'ev_target_energy_request': f0, 'ev_maximum_energy_request': f1, 'ev_minimum_energy_request': f2, 'ev_target_current': f3, 'ev_target_voltage': f4, 'ev_maximum_charge_power': f5, 'ev_minimum_charge_power': f6, 'ev_maximum_charge_current': f7, 'ev_maximum_voltage': f8, 'ev_minimum_voltage': f9})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.ev_target_energy_request = f0
+    o.ev_maximum_energy_request = f1
+    o.ev_minimum_energy_request = f2
+    o.ev_target_current = f3
+    o.ev_target_voltage = f4
+    o.ev_maximum_charge_power = f5
+    o.ev_minimum_charge_power = f6
+    o.ev_maximum_charge_current = f7
+    o.ev_maximum_voltage = f8
+    o.ev_minimum_voltage = f9
     return o, p
 
 
@@ -23960,6 +23450,8 @@ def _e8004_Scheduled_DC_CLReqControlMode(m: _i20.Scheduled_DC_CLReqControlMode, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_DC_CLReqControlMode:
+        raise RawEncodeError('expected Scheduled_DC_CLReqControlMode, got ' + type(m).__name__)
     s = 0
     x = m.ev_target_energy_request
     if x is not None:
@@ -24076,7 +23568,6 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_present_current', 'evse_present_voltage', 'evse_power_limit_achieved', 'evse_current_limit_achieved', 'evse_voltage_limit_achieved'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -24112,21 +23603,18 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'EVSEStatus'
             x, p = _d8002_EVSEStatus(v, ln, p, st)
             f2 = x
-            fs.add('evse_status')
             p += 2
             ev = _T40[(v >> (ln - p)) & 3]
         if ev == 3:
             e_ = 'MeterInfo'
             x, p = _d8002_MeterInfo(v, ln, p, st)
             f3 = x
-            fs.add('meter_info')
             p += 2
             ev = _T38[(v >> (ln - p)) & 3]
         if ev == 4:
             e_ = 'Receipt'
             x, p = _d8002_Receipt(v, ln, p, st)
             f4 = x
-            fs.add('receipt')
             p += 1
             ev = _T21[(v >> (ln - p)) & 1]
         if ev == 5:
@@ -24143,10 +23631,8 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24167,10 +23653,8 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24205,14 +23689,12 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'BPT_Dynamic_DC_CLResControlMode'
             x, p = _d8004_BPT_Dynamic_DC_CLResControlMode(v, ln, p, st)
             f10 = x
-            fs.add('bpt_dynamic_dc_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 11:
             e_ = 'BPT_Scheduled_DC_CLResControlMode'
             x, p = _d8004_BPT_Scheduled_DC_CLResControlMode(v, ln, p, st)
             f11 = x
-            fs.add('bpt_scheduled_dc_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 12:
@@ -24224,14 +23706,12 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
             e_ = 'Dynamic_DC_CLResControlMode'
             x, p = _d8004_Dynamic_DC_CLResControlMode(v, ln, p, st)
             f12 = x
-            fs.add('dynamic_dc_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 14:
             e_ = 'Scheduled_DC_CLResControlMode'
             x, p = _d8004_Scheduled_DC_CLResControlMode(v, ln, p, st)
             f13 = x
-            fs.add('scheduled_dc_cl_res_control_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -24244,10 +23724,20 @@ def _d8004_DC_ChargeLoopRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_ChargeLoopRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_status': f2, 'meter_info': f3, 'receipt': f4, 'evse_present_current': f5, 'evse_present_voltage': f6, 'evse_power_limit_achieved': f7, 'evse_current_limit_achieved': f8, 'evse_voltage_limit_achieved': f9, 'bpt_dynamic_dc_cl_res_control_mode': f10, 'bpt_scheduled_dc_cl_res_control_mode': f11, 'dynamic_dc_cl_res_control_mode': f12, 'scheduled_dc_cl_res_control_mode': f13})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_status = f2
+    o.meter_info = f3
+    o.receipt = f4
+    o.evse_present_current = f5
+    o.evse_present_voltage = f6
+    o.evse_power_limit_achieved = f7
+    o.evse_current_limit_achieved = f8
+    o.evse_voltage_limit_achieved = f9
+    o.bpt_dynamic_dc_cl_res_control_mode = f10
+    o.bpt_scheduled_dc_cl_res_control_mode = f11
+    o.dynamic_dc_cl_res_control_mode = f12
+    o.scheduled_dc_cl_res_control_mode = f13
     return o, p
 
 
@@ -24255,6 +23745,8 @@ def _e8004_DC_ChargeLoopRes(m: _i20.DC_ChargeLoopRes, a: int, n: int, st: String
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_ChargeLoopRes:
+        raise RawEncodeError('expected DC_ChargeLoopRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -24316,39 +23808,45 @@ def _e8004_DC_ChargeLoopRes(m: _i20.DC_ChargeLoopRes, a: int, n: int, st: String
         raise RawEncodeError('missing element in DC_ChargeLoopResType: EVSEPresentVoltage')
     x = m.evse_power_limit_achieved
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 8
     else:
         raise RawEncodeError('missing element in DC_ChargeLoopResType: EVSEPowerLimitAchieved')
     x = m.evse_current_limit_achieved
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 9
     else:
         raise RawEncodeError('missing element in DC_ChargeLoopResType: EVSECurrentLimitAchieved')
     x = m.evse_voltage_limit_achieved
     if x is not None:
-        a = (a << 4) | ((1 if x else 0) << 1)
+        a = (a << 4) | (_B[x] << 1)
         n += 4
         s = 10
     else:
         raise RawEncodeError('missing element in DC_ChargeLoopResType: EVSEVoltageLimitAchieved')
     if m.bpt_dynamic_dc_cl_res_control_mode is not None:
         x = m.bpt_dynamic_dc_cl_res_control_mode
+        if m.bpt_scheduled_dc_cl_res_control_mode is not None or m.dynamic_dc_cl_res_control_mode is not None or m.scheduled_dc_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopResType')
         a <<= 3
         n += 3
         a, n = _e8004_BPT_Dynamic_DC_CLResControlMode(x, a, n, st)
         s = 11
     elif m.bpt_scheduled_dc_cl_res_control_mode is not None:
         x = m.bpt_scheduled_dc_cl_res_control_mode
+        if m.dynamic_dc_cl_res_control_mode is not None or m.scheduled_dc_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopResType')
         a = (a << 3) | 1
         n += 3
         a, n = _e8004_BPT_Scheduled_DC_CLResControlMode(x, a, n, st)
         s = 11
     elif m.dynamic_dc_cl_res_control_mode is not None:
         x = m.dynamic_dc_cl_res_control_mode
+        if m.scheduled_dc_cl_res_control_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeLoopResType')
         a = (a << 3) | 3
         n += 3
         a, n = _e8004_Dynamic_DC_CLResControlMode(x, a, n, st)
@@ -24370,7 +23868,6 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'evse_maximum_charge_power', 'evse_minimum_charge_power', 'evse_maximum_charge_current', 'evse_maximum_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -24397,7 +23894,6 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f0 = x
-            fs.add('departure_time')
             p += 3
             ev = _T18[(v >> (ln - p)) & 7]
         if ev == 1:
@@ -24410,7 +23906,6 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if f1 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T19[t & 3]
-            fs.add('minimum_soc')
         if ev == 2:
             e_ = 'TargetSOC'
             p += 11
@@ -24421,7 +23916,6 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if f2 > 100:
                 raise RawDecodeError(p, e_, 'value out of range')
             ev = _T20[t & 3]
-            fs.add('target_soc')
         if ev == 3:
             e_ = 'AckMaxDelay'
             p += 1
@@ -24437,7 +23931,6 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if (v >> (ln - p)) & 1:
                 raise bad_event(p, e_, -3)
             f3 = x
-            fs.add('ack_max_delay')
             p += 1
             ev = _T6[(v >> (ln - p)) & 1]
         if ev == 4:
@@ -24454,10 +23947,8 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f4 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24478,10 +23969,8 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f5 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24502,10 +23991,8 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f6 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24526,10 +24013,8 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f7 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -24546,10 +24031,14 @@ def _d8004_Dynamic_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTable)
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Dynamic_DC_CLResControlMode)
-    _set(o, '__dict__', {'departure_time': f0, 'minimum_soc': f1, 'target_soc': f2, 'ack_max_delay': f3, 'evse_maximum_charge_power': f4, 'evse_minimum_charge_power': f5, 'evse_maximum_charge_current': f6, 'evse_maximum_voltage': f7})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.departure_time = f0
+    o.minimum_soc = f1
+    o.target_soc = f2
+    o.ack_max_delay = f3
+    o.evse_maximum_charge_power = f4
+    o.evse_minimum_charge_power = f5
+    o.evse_maximum_charge_current = f6
+    o.evse_maximum_voltage = f7
     return o, p
 
 
@@ -24557,6 +24046,8 @@ def _e8004_Dynamic_DC_CLResControlMode(m: _i20.Dynamic_DC_CLResControlMode, a: i
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Dynamic_DC_CLResControlMode:
+        raise RawEncodeError('expected Dynamic_DC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.departure_time
     if x is not None:
@@ -24659,7 +24150,6 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = set()
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -24681,17 +24171,14 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f0 = o
             p += 5
             t = (v >> (ln - p)) & 31
             if t >> 3:
                 raise bad_event(p, e_, -3)
             ev = _T173[t & 7]
-            fs.add('evse_maximum_charge_power')
         if ev == 1:
             e_ = 'EVSEMinimumChargePower'
             p += 22
@@ -24706,17 +24193,14 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f1 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T53[t & 3]
-            fs.add('evse_minimum_charge_power')
         if ev == 2:
             e_ = 'EVSEMaximumChargeCurrent'
             p += 22
@@ -24731,17 +24215,14 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 4
             t = (v >> (ln - p)) & 15
             if t >> 2:
                 raise bad_event(p, e_, -3)
             ev = _T13[t & 3]
-            fs.add('evse_maximum_charge_current')
         if ev == 3:
             e_ = 'EVSEMaximumVoltage'
             p += 22
@@ -24756,17 +24237,14 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
             if t >> 1:
                 raise bad_event(p, e_, -3)
             ev = _T2[t & 1]
-            fs.add('evse_maximum_voltage')
         if ev != -1:
             raise bad_event(p, e_, ev)
     except RawDecodeError as exc:
@@ -24777,10 +24255,10 @@ def _d8004_Scheduled_DC_CLResControlMode(v: int, ln: int, p: int, st: StringTabl
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.Scheduled_DC_CLResControlMode)
-    _set(o, '__dict__', {'evse_maximum_charge_power': f0, 'evse_minimum_charge_power': f1, 'evse_maximum_charge_current': f2, 'evse_maximum_voltage': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.evse_maximum_charge_power = f0
+    o.evse_minimum_charge_power = f1
+    o.evse_maximum_charge_current = f2
+    o.evse_maximum_voltage = f3
     return o, p
 
 
@@ -24788,6 +24266,8 @@ def _e8004_Scheduled_DC_CLResControlMode(m: _i20.Scheduled_DC_CLResControlMode, 
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.Scheduled_DC_CLResControlMode:
+        raise RawEncodeError('expected Scheduled_DC_CLResControlMode, got ' + type(m).__name__)
     s = 0
     x = m.evse_maximum_charge_power
     if x is not None:
@@ -24840,7 +24320,6 @@ def _d8004_DC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -24857,14 +24336,12 @@ def _d8004_DC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
             e_ = 'BPT_DC_CPDReqEnergyTransferMode'
             x, p = _d8004_BPT_DC_CPDReqEnergyTransferMode(v, ln, p, st)
             f1 = x
-            fs.add('bpt_dc_cpd_req_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 2:
             e_ = 'DC_CPDReqEnergyTransferMode'
             x, p = _d8004_DC_CPDReqEnergyTransferMode(v, ln, p, st)
             f2 = x
-            fs.add('dc_cpd_req_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -24877,10 +24354,9 @@ def _d8004_DC_ChargeParameterDiscoveryReq(v: int, ln: int, p: int, st: StringTab
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_ChargeParameterDiscoveryReq)
-    _set(o, '__dict__', {'header': f0, 'bpt_dc_cpd_req_energy_transfer_mode': f1, 'dc_cpd_req_energy_transfer_mode': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.bpt_dc_cpd_req_energy_transfer_mode = f1
+    o.dc_cpd_req_energy_transfer_mode = f2
     return o, p
 
 
@@ -24888,6 +24364,8 @@ def _e8004_DC_ChargeParameterDiscoveryReq(m: _i20.DC_ChargeParameterDiscoveryReq
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_ChargeParameterDiscoveryReq:
+        raise RawEncodeError('expected DC_ChargeParameterDiscoveryReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -24899,6 +24377,8 @@ def _e8004_DC_ChargeParameterDiscoveryReq(m: _i20.DC_ChargeParameterDiscoveryReq
         raise RawEncodeError('missing element in DC_ChargeParameterDiscoveryReqType: Header')
     if m.bpt_dc_cpd_req_energy_transfer_mode is not None:
         x = m.bpt_dc_cpd_req_energy_transfer_mode
+        if m.dc_cpd_req_energy_transfer_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeParameterDiscoveryReqType')
         a <<= 2
         n += 2
         a, n = _e8004_BPT_DC_CPDReqEnergyTransferMode(x, a, n, st)
@@ -24920,7 +24400,6 @@ def _d8004_DC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -24946,14 +24425,12 @@ def _d8004_DC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
             e_ = 'BPT_DC_CPDResEnergyTransferMode'
             x, p = _d8004_BPT_DC_CPDResEnergyTransferMode(v, ln, p, st)
             f2 = x
-            fs.add('bpt_dc_cpd_res_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         elif ev == 3:
             e_ = 'DC_CPDResEnergyTransferMode'
             x, p = _d8004_DC_CPDResEnergyTransferMode(v, ln, p, st)
             f3 = x
-            fs.add('dc_cpd_res_energy_transfer_mode')
             p += 1
             ev = _T2[(v >> (ln - p)) & 1]
         if ev != -1:
@@ -24966,10 +24443,10 @@ def _d8004_DC_ChargeParameterDiscoveryRes(v: int, ln: int, p: int, st: StringTab
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_ChargeParameterDiscoveryRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'bpt_dc_cpd_res_energy_transfer_mode': f2, 'dc_cpd_res_energy_transfer_mode': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.bpt_dc_cpd_res_energy_transfer_mode = f2
+    o.dc_cpd_res_energy_transfer_mode = f3
     return o, p
 
 
@@ -24977,6 +24454,8 @@ def _e8004_DC_ChargeParameterDiscoveryRes(m: _i20.DC_ChargeParameterDiscoveryRes
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_ChargeParameterDiscoveryRes:
+        raise RawEncodeError('expected DC_ChargeParameterDiscoveryRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -24995,6 +24474,8 @@ def _e8004_DC_ChargeParameterDiscoveryRes(m: _i20.DC_ChargeParameterDiscoveryRes
         raise RawEncodeError('missing element in DC_ChargeParameterDiscoveryResType: ResponseCode')
     if m.bpt_dc_cpd_res_energy_transfer_mode is not None:
         x = m.bpt_dc_cpd_res_energy_transfer_mode
+        if m.dc_cpd_res_energy_transfer_mode is not None:
+            raise RawEncodeError('more than one alternative of an xs:choice in DC_ChargeParameterDiscoveryResType')
         a <<= 2
         n += 2
         a, n = _e8004_BPT_DC_CPDResEnergyTransferMode(x, a, n, st)
@@ -25016,7 +24497,6 @@ def _d8004_DC_PreChargeReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'ev_processing', 'ev_present_voltage', 'ev_target_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -25052,10 +24532,8 @@ def _d8004_DC_PreChargeReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -25076,10 +24554,8 @@ def _d8004_DC_PreChargeReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f3 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -25096,10 +24572,10 @@ def _d8004_DC_PreChargeReq(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_PreChargeReq)
-    _set(o, '__dict__', {'header': f0, 'ev_processing': f1, 'ev_present_voltage': f2, 'ev_target_voltage': f3})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ev_processing = f1
+    o.ev_present_voltage = f2
+    o.ev_target_voltage = f3
     return o, p
 
 
@@ -25107,6 +24583,8 @@ def _e8004_DC_PreChargeReq(m: _i20.DC_PreChargeReq, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_PreChargeReq:
+        raise RawEncodeError('expected DC_PreChargeReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -25152,7 +24630,6 @@ def _d8004_DC_PreChargeRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_present_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -25187,10 +24664,8 @@ def _d8004_DC_PreChargeRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -25207,10 +24682,9 @@ def _d8004_DC_PreChargeRes(v: int, ln: int, p: int, st: StringTable) -> tuple[_i
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_PreChargeRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_present_voltage': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_present_voltage = f2
     return o, p
 
 
@@ -25218,6 +24692,8 @@ def _e8004_DC_PreChargeRes(m: _i20.DC_PreChargeRes, a: int, n: int, st: StringTa
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_PreChargeRes:
+        raise RawEncodeError('expected DC_PreChargeRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -25253,7 +24729,6 @@ def _d8004_DC_WeldingDetectionReq(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'ev_processing'}
     f0: Any = None
     f1: Any = None
     try:
@@ -25283,10 +24758,8 @@ def _d8004_DC_WeldingDetectionReq(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_WeldingDetectionReq)
-    _set(o, '__dict__', {'header': f0, 'ev_processing': f1})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.ev_processing = f1
     return o, p
 
 
@@ -25294,6 +24767,8 @@ def _e8004_DC_WeldingDetectionReq(m: _i20.DC_WeldingDetectionReq, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_WeldingDetectionReq:
+        raise RawEncodeError('expected DC_WeldingDetectionReq, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:
@@ -25319,7 +24794,6 @@ def _d8004_DC_WeldingDetectionRes(v: int, ln: int, p: int, st: StringTable) -> t
     e_ = ''
     x: Any
     o: Any
-    fs: set[str] = {'header', 'response_code', 'evse_present_voltage'}
     f0: Any = None
     f1: Any = None
     f2: Any = None
@@ -25354,10 +24828,8 @@ def _d8004_DC_WeldingDetectionRes(v: int, ln: int, p: int, st: StringTable) -> t
             if t & 256:
                 x = -x - 1
             o = _new(_RN)
-            _set(o, '__dict__', {'exponent': ((t >> 12) & 255) - 128, 'value': x})
-            _sfs(o, _RNF)
-            _sex(o, None)
-            _spr(o, None)
+            o.exponent = ((t >> 12) & 255) - 128
+            o.value = x
             f2 = o
             p += 3
             t = (v >> (ln - p)) & 7
@@ -25374,10 +24846,9 @@ def _d8004_DC_WeldingDetectionRes(v: int, ln: int, p: int, st: StringTable) -> t
         fail.path.append(e_)
         raise fail from None
     o = _new(_i20.DC_WeldingDetectionRes)
-    _set(o, '__dict__', {'header': f0, 'response_code': f1, 'evse_present_voltage': f2})
-    _sfs(o, fs)
-    _sex(o, None)
-    _spr(o, None)
+    o.header = f0
+    o.response_code = f1
+    o.evse_present_voltage = f2
     return o, p
 
 
@@ -25385,6 +24856,8 @@ def _e8004_DC_WeldingDetectionRes(m: _i20.DC_WeldingDetectionRes, a: int, n: int
     x: Any
     y: Any
     lst: list[tuple[int, Any]]
+    if type(m) is not _i20.DC_WeldingDetectionRes:
+        raise RawEncodeError('expected DC_WeldingDetectionRes, got ' + type(m).__name__)
     s = 0
     x = m.header
     if x is not None:

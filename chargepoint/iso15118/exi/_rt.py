@@ -9,24 +9,7 @@ bits written. Reading past the end makes the shift count negative, which raises
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
-
-T = TypeVar("T", bound=BaseModel)
-
-_new = object.__new__
-_set = object.__setattr__
-
-
-def mk(cls: type[T], d: dict[str, Any], fs: set[str]) -> T:
-    """Build a model without re-validation (what ``model_construct`` does, faster)."""
-    m = _new(cls)
-    _set(m, "__dict__", d)
-    _set(m, "__pydantic_fields_set__", fs)
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
+from typing import Any
 
 
 class RawDecodeError(Exception):

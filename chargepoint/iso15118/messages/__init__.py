@@ -1,4 +1,8 @@
-"""ISO 15118 message models (pydantic v2), generated from the XSDs by tools/gen_exi.py.
+"""ISO 15118 message models, generated from the XSDs by tools/gen_exi.py.
+
+Plain classes with ``__slots__`` and typed keyword-only constructors (snake_case
+field names); schema facts as data in ``exi_fields`` / ``exi_choices``;
+``validate()`` checks every facet (construction does not).
 
 * :mod:`.iso20` - ISO 15118-20 CommonTypes, CommonMessages, DC and AC
 * :mod:`.xmldsig` - the XML signature types carried in headers / signed data
