@@ -8,7 +8,7 @@ import pickle
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargepoint.errors import LocalProtocolError, RemoteProtocolError
@@ -19,7 +19,7 @@ from chargepoint.iso15118.messages import app_protocol as sap
 from chargepoint.iso15118.messages import iso20 as m
 from chargepoint.iso15118.messages import xmldsig as ds
 from chargepoint.iso15118.messages._base import ExiModel, FieldSpec
-from tests.iso15118.exi_support import fields_of
+from tests.iso15118.exi_support import all_message_classes, fields_of, model_strategy
 
 HDR = m.MessageHeader(session_id=bytes.fromhex("CCEC07A64440C546"), time_stamp=1761652391)
 
@@ -404,3 +404,13 @@ def test_models_are_slotted_and_readable() -> None:
     assert pickle.loads(pickle.dumps(res)) == res
     with pytest.raises(TypeError):
         m.MessageHeader(SessionID=b"\x00" * 8, TimeStamp=1)  # XSD names: from_json only
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_json_round_trip_of_every_global_element(data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(all_message_classes()))
+    msg = data.draw(model_strategy(cls, list_cap=2))
+    pt = exi.payload_type_of(msg)
+    text = json.dumps(exi.to_json(msg))
+    assert exi.from_json(json.loads(text), pt) == msg
