@@ -837,7 +837,8 @@ class Gen:
             lines.append("")
             lines.append(f"    __slots__ = {tuple(f.name for f in fields)!r}")
             if not fields:
-                lines.append("")
+                # typed: the base's (type-checking only) __init__ takes any keywords
+                lines += ["", "    def __init__(self) -> None:", "        pass", ""]
                 continue
             anns = []
             params = []

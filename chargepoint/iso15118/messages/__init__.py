@@ -10,3 +10,7 @@ field names); schema facts as data in ``exi_fields`` / ``exi_choices``;
 
 Encode/decode them with :mod:`chargepoint.iso15118.exi`.
 """
+
+from chargepoint.iso15118.messages._base import ExiModel, FieldSpec
+
+__all__ = ["ExiModel", "FieldSpec"]

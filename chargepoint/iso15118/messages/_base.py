@@ -59,6 +59,12 @@ class ExiModel:
     exi_fields: ClassVar[tuple[FieldSpec, ...]] = ()
     exi_choices: ClassVar[tuple[Choice, ...]] = ()
 
+    if TYPE_CHECKING:
+        # every generated class has its own typed keyword-only __init__; code that
+        # only knows ``type[ExiModel]`` (a table of message classes) may call it with
+        # keywords, as it could with pydantic's BaseModel
+        def __init__(self, **fields: Any) -> None: ...
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented

@@ -207,6 +207,9 @@ class EIM_AReqAuthorizationMode(ExiModel):
 
     __slots__ = ()
 
+    def __init__(self) -> None:
+        pass
+
 
 class PnC_AReqAuthorizationMode(ExiModel):
     """XSD ``PnC_AReqAuthorizationModeType`` (urn:iso:std:iso:15118:-20:CommonMessages)."""
@@ -332,6 +335,9 @@ class EIM_ASResAuthorizationMode(ExiModel):
     """XSD ``EIM_ASResAuthorizationModeType`` (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
 
 
 class PnC_ASResAuthorizationMode(ExiModel):
@@ -699,6 +705,9 @@ class Dynamic_SMDTControlMode(ExiModel):
 
     __slots__ = ()
 
+    def __init__(self) -> None:
+        pass
+
 
 class Scheduled_SMDTControlMode(ExiModel):
     """XSD ``Scheduled_SMDTControlModeType`` (urn:iso:std:iso:15118:-20:CommonMessages)."""
@@ -788,6 +797,9 @@ class Dynamic_EVPPTControlMode(ExiModel):
     """XSD ``Dynamic_EVPPTControlModeType`` (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
 
 
 class Scheduled_EVPPTControlMode(ExiModel):
