@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
+from chargepoint.iso15118.messages import ExiModel
 from chargepoint.iso15118.messages import app_protocol as sap
 from chargepoint.iso15118.messages import iso20 as m
 
 _ZERO = m.RationalNumber(exponent=0, value=0)
 _R = m.ResponseCode
-_Builder = Callable[[m.MessageHeader, m.ResponseCode], BaseModel]
+_Builder = Callable[[m.MessageHeader, m.ResponseCode], ExiModel]
 
 
-def _dc_cpd(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _dc_cpd(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     z = _ZERO
     return m.DC_ChargeParameterDiscoveryRes(
         header=h,
@@ -36,7 +35,7 @@ def _dc_cpd(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _ac_cpd(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _ac_cpd(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     z = _ZERO
     return m.AC_ChargeParameterDiscoveryRes(
         header=h,
@@ -47,7 +46,7 @@ def _ac_cpd(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _dc_loop(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _dc_loop(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     return m.DC_ChargeLoopRes(
         header=h,
         response_code=code,
@@ -60,7 +59,7 @@ def _dc_loop(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _ac_loop(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _ac_loop(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     return m.AC_ChargeLoopRes(
         header=h,
         response_code=code,
@@ -68,7 +67,7 @@ def _ac_loop(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _service_detail(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _service_detail(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     placeholder = m.ParameterSet(
         parameter_set_id=0, parameter=[m.Parameter(name="ControlMode", int_value=0)]
     )
@@ -80,7 +79,7 @@ def _service_detail(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _service_discovery(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _service_discovery(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
     return m.ServiceDiscoveryRes(
         header=h,
         response_code=code,
@@ -91,28 +90,28 @@ def _service_discovery(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
     )
 
 
-def _finished(cls: type[BaseModel]) -> _Builder:
-    def build(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _finished(cls: type[ExiModel]) -> _Builder:
+    def build(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
         return cls(header=h, response_code=code, evse_processing=m.Processing.Finished)
 
     return build
 
 
-def _plain(cls: type[BaseModel]) -> _Builder:
-    def build(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _plain(cls: type[ExiModel]) -> _Builder:
+    def build(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
         return cls(header=h, response_code=code)
 
     return build
 
 
-def _voltage(cls: type[BaseModel]) -> _Builder:
-    def build(h: m.MessageHeader, code: m.ResponseCode) -> BaseModel:
+def _voltage(cls: type[ExiModel]) -> _Builder:
+    def build(h: m.MessageHeader, code: m.ResponseCode) -> ExiModel:
         return cls(header=h, response_code=code, evse_present_voltage=_ZERO)
 
     return build
 
 
-FAILURE_BUILDERS: dict[type[BaseModel], _Builder] = {
+FAILURE_BUILDERS: dict[type[ExiModel], _Builder] = {
     m.SessionSetupReq: lambda h, c: m.SessionSetupRes(header=h, response_code=c, evseid="ZZ00000"),
     m.AuthorizationSetupReq: lambda h, c: m.AuthorizationSetupRes(
         header=h,
@@ -143,8 +142,8 @@ FAILURE_BUILDERS: dict[type[BaseModel], _Builder] = {
 }
 
 
-def failure(request_type: type[BaseModel], header: m.MessageHeader, code: m.ResponseCode
-            ) -> BaseModel | None:  # fmt: skip
+def failure(request_type: type[ExiModel], header: m.MessageHeader, code: m.ResponseCode
+            ) -> ExiModel | None:  # fmt: skip
     """The response to ``request_type`` carrying ``code``; None if we have none."""
     if request_type is sap.SupportedAppProtocolReq:
         return sap.SupportedAppProtocolRes(response_code=sap.ResponseCode.Failed_NoNegotiation)

@@ -28,13 +28,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel
 from transitions import Machine
 
 from chargepoint.iec61851.cp_state import CpState
 from chargepoint.iso15118 import exi
 from chargepoint.iso15118.exi.errors import ExiDecodeError, ExiEncodeError
+from chargepoint.iso15118.messages import ExiModel
 from chargepoint.iso15118.messages import app_protocol as sap
 from chargepoint.iso15118.messages import iso20 as m
 from chargepoint.iso15118.secc import schedules
@@ -142,7 +143,7 @@ class EvLimits:
 class _Pending:
     """A response we owe once the power path has moved (or the deadline passed)."""
 
-    request: BaseModel
+    request: ExiModel
     want_closed: bool
     deadline: float
 
@@ -405,7 +406,7 @@ class SeccSession:
         except RemoteValueError as exc:
             self._reject_now(type(message), _R.FAILED_WrongChargeParameter, str(exc), now)
 
-    def _dispatch(self, msg: BaseModel, now: float) -> None:
+    def _dispatch(self, msg: ExiModel, now: float) -> None:
         if isinstance(msg, sap.SupportedAppProtocolReq):
             self._on_sap(msg, now)
             return
@@ -423,8 +424,9 @@ class SeccSession:
             raise _RequestRejected(_R.FAILED_SequenceError, f"{type(msg).__name__} not supported")
         handler(msg, now)
 
-    def _handlers(self) -> dict[type[BaseModel], Callable[[BaseModel, float], None]]:
-        return {  # type: ignore[dict-item]
+    def _handlers(self) -> dict[type[ExiModel], Callable[[Any, float], None]]:
+        # each handler takes its own request class (the key): Any, as a dict cannot say so
+        return {
             m.AuthorizationSetupReq: self._on_auth_setup,
             m.AuthorizationReq: self._on_authorization,
             m.ServiceDiscoveryReq: self._on_service_discovery,
@@ -951,7 +953,7 @@ class SeccSession:
         self._cp_c_seen = self._view.cp_state in _C_OR_D
         self._next_request(now)
 
-    def _finish_stop(self, req: BaseModel, now: float) -> None:
+    def _finish_stop(self, req: ExiModel, now: float) -> None:
         sel = self._require_selection()
         self._send_response(m.PowerDeliveryRes, _R.OK)
         if sel.dc:
@@ -1012,10 +1014,10 @@ class SeccSession:
             voltage = max(s.min_voltage_v, limits.min_voltage_v)
         self._request_power(PowerPhase.ENERGY, voltage, current, abs(current) * max(ev_v, 1.0))
         present_v, present_a = self._present_v(), self._view.present_current_a
-        res_mode: dict[str, BaseModel] = {}
+        res_mode: dict[str, ExiModel] = {}
         r = to_rational
         if dyn is not None:
-            common = {
+            common: dict[str, Any] = {
                 "evse_maximum_charge_power": r(_finite(limits.max_charge_power_w)),
                 "evse_minimum_charge_power": r(0.0),
                 "evse_maximum_charge_current": r(_finite(limits.max_charge_current_a)),
@@ -1144,7 +1146,7 @@ class SeccSession:
             * self._view.present_current_a
             * max(1, self.settings.ac_phases)
         )
-        res_mode: dict[str, BaseModel] = {}
+        res_mode: dict[str, ExiModel] = {}
         target: float
         if dyn is not None:
             discharge = 0.0
@@ -1354,10 +1356,10 @@ class SeccSession:
             session_id=self._session_id or _ZERO_ID, time_stamp=max(0, int(self._unix_time))
         )
 
-    def _send_response(self, cls: type[BaseModel], code: m.ResponseCode, **fields: object) -> None:
+    def _send_response(self, cls: type[ExiModel], code: m.ResponseCode, **fields: object) -> None:
         self._send(cls(header=self._header(), response_code=code, **fields))
 
-    def _send(self, message: BaseModel) -> None:
+    def _send(self, message: ExiModel) -> None:
         try:
             payload = exi.encode(message)
         except ExiEncodeError as exc:  # a bug of ours: never send invalid EXI
@@ -1366,7 +1368,7 @@ class SeccSession:
         log.debug("SECC -> EV %s", type(message).__name__)
         self._emit(SendData(encode_frame(exi.payload_type_of(message), payload)))
 
-    def _reject_now(self, request_type: type[BaseModel], code: m.ResponseCode, reason: str,
+    def _reject_now(self, request_type: type[ExiModel], code: m.ResponseCode, reason: str,
                     now: float) -> None:  # fmt: skip
         log.warning(
             "%s answered %s in %s: %s", request_type.__name__, code.value, self.state.name, reason
@@ -1378,7 +1380,7 @@ class SeccSession:
             self._send(response)
         self._end_failed(f"{request_type.__name__}: {code.value} ({reason})", now)
 
-    def _expected_request(self) -> type[BaseModel]:
+    def _expected_request(self) -> type[ExiModel]:
         dc = self._namespace != NAMESPACE_AC
         return {
             _S.WAIT_SAP: sap.SupportedAppProtocolReq,
