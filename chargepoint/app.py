@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +53,19 @@ from hal.sim.plant import Plant
 from hal.sim.world import SimCommandError, SimWorld
 
 if TYPE_CHECKING:
+    from chargepoint.adapters.iso15118_setup import Tls
     from chargepoint.adapters.ocpp_bridge import OcppBridge
     from chargepoint.adapters.ocpp_client import OcppClientSettings
+    from chargepoint.adapters.v2g_server import V2gServer
     from chargepoint.ocpp.station_io import StationCommand
+    from hal.sim.evcc import SimulatedCar
 
 log = logging.getLogger(__name__)
 
 SAFETY_STALL_S = 1.0  # watchdog is fed only if every safety loop passed this recently
+MAX_SETPOINT_W = 1.0e6  # far beyond any charger; the arbiter clamps to the real limits
+CAR_POLL_S = 0.05
+SIM_SLAC_S = 0.2
 
 
 class ServiceStop(Exception):  # noqa: N818 - a signal, not an error
@@ -74,6 +80,8 @@ class SimHardware:
     board: SimulatedPilotBoard | None = None
     power_module: SimulatedPowerModule | None = None
     buses: list[can.BusABC] = field(default_factory=list)
+    car: SimulatedCar | None = None  # with [iso15118]: the EV speaks ISO 15118-20
+    car_report: dict[str, Any] | None = None  # the car's view of its last session
 
     def tasks(self) -> list[Coroutine[Any, Any, None]]:
         coros: list[Coroutine[Any, Any, None]] = [self.world.run()]
@@ -84,9 +92,12 @@ class SimHardware:
         return coros
 
 
-def evse_settings(config: Config, evse: EvseConfig) -> EvseSettings:
+def evse_settings(
+    config: Config, evse: EvseConfig, caps: PowerStageCapabilities | None = None
+) -> EvseSettings:
     s = config.safety
     connector_limits = [c.max_current_a for c in evse.connectors if c.max_current_a is not None]
+    power = evse.max_power_w if evse.max_power_w is not None else float("inf")
     return EvseSettings(
         max_current_a=min([evse.max_current_a, *connector_limits]),
         ventilation=evse.ventilation,
@@ -100,7 +111,17 @@ def evse_settings(config: Config, evse: EvseConfig) -> EvseSettings:
         over_temperature_c=s.over_temperature_c,
         isolation_fault_ohm=s.isolation_fault_ohm,
         socket_lock=any(not c.tethered for c in evse.connectors),
-        hlc_only=evse.kind == "dc",
+        # DC needs digital communication; AC with ISO 15118 configured offers 5 % too
+        hlc_only=evse.kind == "dc" or config.iso15118 is not None,
+        max_voltage_v=caps.max_voltage_v if caps is not None else 0.0,
+        max_export_current_a=min(evse.max_current_a, caps.max_export_current_a) if caps else 0.0,
+        max_import_current_a=min(evse.max_current_a, caps.max_import_current_a)
+        if caps is not None and caps.bidirectional
+        else 0.0,
+        max_export_power_w=min(power, caps.max_export_power_w) if caps else 0.0,
+        max_import_power_w=min(power, caps.max_import_power_w)
+        if caps is not None and caps.bidirectional
+        else 0.0,
     )
 
 
@@ -111,6 +132,7 @@ class Station:
         self.config = config
         self.control_socket = control_socket or Path(config.runtime.control_socket)
         self.runners: dict[int, EvseRunner] = {}
+        self.v2g: dict[int, V2gServer] = {}
         self.sim: dict[int, SimHardware] = {}
         self.listeners: list[Listener] = []
         self.ready = asyncio.Event()
@@ -120,6 +142,10 @@ class Station:
         # Checked now, so a bad [csms] section stops `run` before any hardware is touched.
         # The OCPP stack (ocpp, jsonschema, cryptography: ~20 MB) loads only when used.
         self._ocpp_settings: OcppClientSettings | None = None
+        self._tls: Tls | None = None
+        self._sdp = config.iso15118
+        self.sdp_port: int | None = None
+        self.sdp_ready = asyncio.Event()
         if config.csms is not None:
             from chargepoint.adapters.ocpp_bridge import client_settings  # noqa: PLC0415
 
@@ -156,6 +182,8 @@ class Station:
             )
             meter = SimulatedMeter(plant, "dc" if evse.kind == "dc" else "ac")
             hw = SimHardware(SimWorld(plant, ev=ev, meter=meter))
+            if self.config.iso15118 is not None:
+                hw.car = self._sim_car(ev)
             self.sim[evse.id] = hw
 
         board_cfg = evse.pilot_board
@@ -203,6 +231,47 @@ class Station:
         isolation = hw.world.isolation if hw is not None and evse.isolation_monitor else None
         return EvseDevices(board=board, meter=sim_meter, power_stage=stage, isolation=isolation)
 
+    def _sim_car(self, ev: SimulatedEv) -> SimulatedCar:
+        from hal.sim.evcc import CarControls, CarProfile, SimulatedCar  # noqa: PLC0415
+
+        sim_cfg = self.config.sim
+        iso = self.config.iso15118
+        assert iso is not None
+        profile = CarProfile(
+            services=(sim_cfg.hlc_service,) if sim_cfg else ("DC_BPT",),
+            control_mode=sim_cfg.control_mode if sim_cfg else "dynamic",
+            tls=iso.tls == "on",
+            loop_interval_s=sim_cfg.loop_interval_s if sim_cfg else 0.1,
+            charge_loop_timeout_s=max(0.5, iso.charge_loop_timeout_s),
+        )
+        controls = CarControls(target_soc_pct=sim_cfg.target_soc_pct if sim_cfg else 80.0)
+        return SimulatedCar(ev, profile, controls)
+
+    async def _run_car(self, hw: SimHardware) -> None:
+        """The simulated car: on every plug-in, (simulated) SLAC, then one -20 session."""
+        from chargepoint.adapters.iso15118_setup import car_tls  # noqa: PLC0415
+        from hal.sim.evcc import CarError  # noqa: PLC0415
+
+        car = hw.car
+        assert car is not None
+        ev = hw.world.ev
+        ssl_context = car_tls(self._tls.pki) if self._tls is not None and car.profile.tls else None
+        while True:
+            await _poll_until(lambda: ev.plugged)
+            await asyncio.sleep(SIM_SLAC_S)  # ISO 15118-3 SLAC is simulated: the link comes up
+            await self.sdp_ready.wait()
+            assert self.sdp_port is not None
+            car.controls.stop = False
+            car.controls.pause = False
+            try:
+                report = await car.run(sdp_target=("::1", self.sdp_port), ssl_context=ssl_context)
+                hw.car_report = report.to_dict()
+                log.info("sim car: session done (%s)", report.end_reason)
+            except CarError as exc:
+                hw.car_report = None if exc.report is None else exc.report.to_dict()
+                log.error("sim car: %s", exc)
+            await _poll_until(lambda: not ev.plugged)
+
     def _needs_sim(self, evse: EvseConfig) -> bool:
         return any(
             getattr(section, "backend", None) == "sim"
@@ -243,9 +312,12 @@ class Station:
                 if device is not None:
                     await device.open()
             evse = next(e for e in self.config.evse if e.id == evse_id)
-            ctl = EvseController(evse_settings(self.config, evse))
+            caps = await dev.power_stage.capabilities() if dev.power_stage is not None else None
+            ctl = EvseController(evse_settings(self.config, evse, caps))
             self.runners[evse_id] = runner = EvseRunner(evse_id, ctl, dev, self.listeners)
             await runner.read_meter()  # registers known before anything is reported
+            if self.config.iso15118 is not None:
+                self.v2g[evse_id] = self._v2g_server(evse, runner, caps)
         crashed: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as tg:
@@ -258,6 +330,14 @@ class Station:
                         ("isolation", runner.isolation_loop()),
                     ):
                         tg.create_task(_named(f"evse{evse_id}-{name}", coro))
+                for evse_id, server in self.v2g.items():
+                    tg.create_task(_named(f"evse{evse_id}-v2g", server.serve()))
+                    tg.create_task(_named(f"evse{evse_id}-v2g-evse", server.evse_loop()))
+                if self._sdp is not None:
+                    tg.create_task(_named("sdp", self._serve_sdp()))
+                for evse_id, hw in self.sim.items():
+                    if hw.car is not None and evse_id in self.v2g:
+                        tg.create_task(_named(f"sim-car{evse_id}", self._run_car(hw)))
                 control_ready = asyncio.Event()
                 tg.create_task(
                     _named(
@@ -296,10 +376,72 @@ class Station:
         bridge.start()
         return bridge
 
+    # -- ISO 15118-20 -----------------------------------------------------------------
+    def _v2g_server(
+        self, evse: EvseConfig, runner: EvseRunner, caps: PowerStageCapabilities | None
+    ) -> V2gServer:
+        from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
+        from chargepoint.adapters.v2g_server import V2gServer  # noqa: PLC0415
+        from chargepoint.adapters.v2g_tls import enforce_v2g20_policy  # noqa: PLC0415
+
+        cfg = self.config.iso15118
+        assert cfg is not None
+        if self._tls is None:
+            self._tls = setup.tls_material(cfg)
+        host, _address = setup.server_host(cfg)
+        port = 0 if cfg.port == 0 else cfg.port + evse.id - 1
+        return V2gServer(
+            runner,
+            setup.new_session(setup.secc_settings(self.config, evse, caps)),
+            setup.arbiter_for(evse, caps),
+            host=host,
+            port=port,
+            ssl_context=self._tls.server,
+            tls_policy=enforce_v2g20_policy if self._tls.server is not None else None,
+        )
+
+    async def _serve_sdp(self) -> None:
+        """One SDP responder for the first EVSE's server (one PLC link per EVSE in the field)."""
+        from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
+        from chargepoint.adapters.sdp_server import serve_sdp  # noqa: PLC0415
+        from chargepoint.iso15118.sdp import SdpResponder, SeccEndpoint  # noqa: PLC0415
+
+        cfg = self.config.iso15118
+        assert cfg is not None
+        server = next(iter(self.v2g.values()))
+        await server.listening.wait()
+        assert server.bound_port is not None
+        _host, address = setup.server_host(cfg)
+        assert address is not None
+        endpoint = SeccEndpoint(address, server.bound_port)
+        tls = server.ssl_context is not None
+        responder = SdpResponder(
+            tls=endpoint if tls else None,
+            tcp=None if tls else endpoint,
+            allow_plain_tcp=not tls,
+        )
+        loopback = cfg.interface == setup.LOOPBACK_INTERFACE
+
+        def ready(port: int) -> None:
+            self.sdp_port = port
+            self.sdp_ready.set()
+
+        await serve_sdp(
+            responder,
+            interface=None if loopback else cfg.interface,
+            port=cfg.sdp_port,
+            bind_address="::1" if loopback else "::",
+            join_multicast=not loopback,
+            link_local_peers_only=not loopback,
+            on_ready=ready,
+        )
+
     async def _announce_ready(self, control_ready: asyncio.Event) -> None:
         await control_ready.wait()
         for runner in self.runners.values():
             await runner.ready.wait()
+        for server in self.v2g.values():
+            await server.listening.wait()
         # Startup objects (modules, grammars, config) never die: move them out of
         # the collector's way so full collections stay short on the safety path.
         gc.collect()
@@ -325,6 +467,8 @@ class Station:
         if cmd == "status":
             return self.status()
         runner = self._runner_for(request)
+        if cmd == "sim" and request.get("name") == "setpoint":
+            return await self._setpoint(runner, request.get("args", []))
         if cmd == "sim":
             hw = self.sim.get(runner.evse_id)
             if hw is None:
@@ -332,12 +476,40 @@ class Station:
             name, args = request.get("name"), request.get("args", [])
             if not isinstance(name, str) or not isinstance(args, list):
                 raise ControlRequestError("sim needs 'name' (string) and 'args' (list)")
+            if hw.car is not None and name in CAR_COMMANDS:
+                _car_command(hw.car, name, [str(a) for a in args])
+                log.info("sim car command: %s %s", name, " ".join(str(a) for a in args))
+                return self.evse_status(runner)
             try:
                 return hw.world.sim_command(name, [str(a) for a in args])
             except SimCommandError as exc:
                 raise ControlRequestError(str(exc)) from exc
         event = _operator_event(cmd, request)
         await runner.submit(event)
+        return self.evse_status(runner)
+
+    async def _setpoint(self, runner: EvseRunner, args: list[Any]) -> dict[str, Any]:
+        """Operator operating point for ISO 15118 Dynamic mode (W, negative = discharge)."""
+        server = self.v2g.get(runner.evse_id)
+        if server is None:
+            raise ControlRequestError(f"evse {runner.evse_id} has no ISO 15118 session")
+        if len(args) != 1:
+            raise ControlRequestError("usage: setpoint POWER_W|off (negative = discharge)")
+        text = str(args[0])
+        if text in ("off", "none", "auto"):
+            power: float | None = None
+        else:
+            try:
+                power = float(text)
+            except ValueError:
+                raise ControlRequestError(f"setpoint: not a number: {text[:40]!r}") from None
+            if not -MAX_SETPOINT_W <= power <= MAX_SETPOINT_W:
+                raise ControlRequestError(
+                    f"setpoint must be within +/-{MAX_SETPOINT_W:.0f} W, got {text[:40]}"
+                )
+        server.arbiter.set_setpoint(power)
+        await server.limits_changed()
+        log.info("evse %d: operator set-point %s", runner.evse_id, power)
         return self.evse_status(runner)
 
     def _runner_for(self, request: dict[str, Any]) -> EvseRunner:
@@ -386,9 +558,40 @@ class Station:
                 "energy_exported_wh": summary.energy_exported_wh,
                 "meter_start_import_wh": summary.meter_start.import_energy_wh,
                 "meter_end_import_wh": summary.meter_end.import_energy_wh,
+                "meter_start_export_wh": summary.meter_start.export_energy_wh,
+                "meter_end_export_wh": summary.meter_end.export_energy_wh,
                 "end_reason": summary.end_reason,
             },
             "ev": None if hw is None else hw.world.ev.state.to_dict(),
+            "iso15118": self._v2g_status(runner.evse_id),
+            "car": None if hw is None or hw.car is None else hw.car.status(),
+            "car_report": None if hw is None else hw.car_report,
+        }
+
+    def _v2g_status(self, evse_id: int) -> dict[str, Any] | None:
+        server = self.v2g.get(evse_id)
+        if server is None:
+            return None
+        session = server.session
+        stats = server.stats
+        sel = session.selection
+        stage = server.runner.last_power_stage
+        return {
+            "state": session.state.value,
+            "port": server.bound_port,
+            "tls": server.ssl_context is not None,
+            "service": None if sel is None else sel.service.name,
+            "control_mode": None if sel is None else sel.control_mode,
+            "last_request": stats.last_request,
+            "ev_soc_pct": stats.ev_soc_pct,
+            "ev_voltage_v": stats.ev_voltage_v,
+            "target_current_a": stats.target_current_a,
+            "target_power_w": stats.target_power_w,
+            "evse_voltage_v": None if stage is None else stage.voltage_v,
+            "evse_current_a": None if stage is None else stage.current_a,
+            "setpoint_w": server.arbiter.setpoint_w,
+            "sessions": stats.sessions,
+            "last_end": stats.last_end,
         }
 
 
@@ -415,6 +618,59 @@ def _operator_event(cmd: str, request: dict[str, Any]) -> Event:
     raise ControlRequestError(
         f"unknown command {cmd!r}; use status, sim, start, stop, clear-faults, available, limit"
     )
+
+
+CAR_COMMANDS = ("stop", "pause", "resume", "discharge", "departure", "target-soc", "car-fault")
+
+
+def _car_command(car: SimulatedCar, name: str, args: list[str]) -> None:
+    """``chargepoint sim`` commands for the ISO 15118-20 car (its driver's wishes)."""
+    from hal.sim.evcc import CarFault  # noqa: PLC0415
+
+    controls = car.controls
+
+    def number(text: str, low: float, high: float, what: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ControlRequestError(f"{what}: not a number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise ControlRequestError(f"{what} must be within {low:g}..{high:g}, got {value:g}")
+        return value
+
+    match name, args:
+        case "stop", []:
+            controls.stop = True
+        case "pause", []:
+            controls.pause = True
+        case "resume", []:
+            controls.pause = False
+        case "discharge", ["on", *rest] if len(rest) <= 1:
+            controls.discharge = True
+            controls.discharge_power_w = number(rest[0], 0, 1e6, "power") if rest else None
+        case "discharge", ["off"]:
+            controls.discharge = False
+        case "departure", [seconds]:
+            controls.departure_in_s = number(seconds, 0, 7 * 86_400, "departure (s)")
+        case "target-soc", [pct]:
+            controls.target_soc_pct = number(pct, 0, 100, "target SoC (%)")
+        case "car-fault", [kind]:
+            try:
+                controls.fault = None if kind == "off" else CarFault(kind)
+            except ValueError:
+                names = ", ".join(f.value for f in CarFault)
+                raise ControlRequestError(f"car-fault: one of {names}, off") from None
+        case _:
+            raise ControlRequestError(
+                "car commands: stop | pause | resume | discharge on [W] | discharge off | "
+                "departure SECONDS | target-soc PCT | car-fault KIND|off"
+            )
+
+
+async def _poll_until(predicate: Callable[[], bool]) -> None:
+    """Wait for a condition of the simulated plant (plain physics objects, no events)."""
+    while not predicate():  # noqa: ASYNC110 - the plant has no events to wait on
+        await asyncio.sleep(CAR_POLL_S)
 
 
 async def _named(name: str, coro: Coroutine[Any, Any, None]) -> None:

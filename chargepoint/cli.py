@@ -19,6 +19,7 @@ log = logging.getLogger("chargepoint")
 
 # Relative to the working directory: the README runs commands from the clone.
 DEFAULT_CONFIG = Path("config") / "sim.toml"
+DEFAULT_V2G_CONFIG = Path("config") / "sim-v2g.toml"  # `chargepoint demo`
 
 
 def default_config_path() -> Path:
@@ -116,13 +117,25 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chargepoint.adapters.demo import run_demo  # noqa: PLC0415
+    if args.basic:
+        from chargepoint.adapters.demo import run_demo  # noqa: PLC0415
 
-    config = _load(Path(args.config))
+        config = _load(Path(args.config or default_config_path()))
+        if config is None:
+            return 1
+        setup_logging(args.log_level, config.runtime.log_format, sys.stderr)
+        return asyncio.run(run_demo(config, charge_s=args.seconds, out=sys.stdout))
+    from chargepoint.adapters.demo_v2g import DemoError, run_v2g_demo  # noqa: PLC0415
+
+    config = _load(Path(args.config or DEFAULT_V2G_CONFIG))
     if config is None:
         return 1
     setup_logging(args.log_level, config.runtime.log_format, sys.stderr)
-    return asyncio.run(run_demo(config, charge_s=args.seconds, out=sys.stdout))
+    try:
+        return asyncio.run(run_v2g_demo(config, phase_s=args.seconds / 3.0, out=sys.stdout))
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -199,11 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", help="control socket (default: from the config)")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("demo", help="a complete simulated charging session")
-    p.add_argument(
-        "--seconds", type=float, default=10.0, help="charging time (default: %(default)s)"
+    p = sub.add_parser(
+        "demo",
+        help="a simulated ISO 15118-20 DC_BPT session over TLS (charge, discharge, charge)",
     )
-    p.add_argument("--config", default=str(default_config_path()))
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=9.0,
+        help="energy-transfer time, split over charge/discharge/charge (default: %(default)s)",
+    )
+    p.add_argument(
+        "--basic",
+        action="store_true",
+        help="the IEC 61851-1 basic AC charging demo instead (config/sim.toml)",
+    )
+    p.add_argument(
+        "--config", help=f"configuration (default: {DEFAULT_V2G_CONFIG}, --basic: {DEFAULT_CONFIG})"
+    )
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_demo)
 

@@ -105,6 +105,7 @@ class V2gServer:
         self._writer: asyncio.StreamWriter | None = None
         self._dirty = asyncio.Event()
         self._view = EvseView()
+        self._closing = False
         runner.observers.append(self._dirty.set)
 
     @property
@@ -190,8 +191,16 @@ class V2gServer:
             "TLS 1.3" if self.ssl_context is not None else "plain TCP, lab mode",
         )
         self.listening.set()
-        async with server:
-            await server.serve_forever()
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            # The service is stopping: its own shutdown drives the safe state; the
+            # connection handler (owned by asyncio's server) must not touch the EVSE.
+            self._closing = True
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -231,6 +240,8 @@ class V2gServer:
 
     # -- feeding the session and carrying out its actions --------------------------------------
     async def _feed(self, event: object) -> None:
+        if self._closing:
+            return
         async with self._lock:
             loop = asyncio.get_running_loop()
             actions = self.session.handle(event, loop.time(), time.time())  # type: ignore[arg-type]
