@@ -122,6 +122,10 @@ def evse_settings(
         max_import_power_w=min(power, caps.max_import_power_w)
         if caps is not None and caps.bidirectional
         else 0.0,
+        hlc_retries=config.iso15118.retries if config.iso15118 else 0,
+        basic_fallback=evse.kind == "ac"
+        and config.iso15118 is not None
+        and config.iso15118.fallback_to_basic,
     )
 
 
@@ -182,7 +186,7 @@ class Station:
             )
             meter = SimulatedMeter(plant, "dc" if evse.kind == "dc" else "ac")
             hw = SimHardware(SimWorld(plant, ev=ev, meter=meter))
-            if self.config.iso15118 is not None:
+            if self.config.iso15118 is not None and (sim_cfg is None or sim_cfg.simulated_car):
                 hw.car = self._sim_car(ev)
             self.sim[evse.id] = hw
 
@@ -371,7 +375,13 @@ class Station:
         from chargepoint.adapters.ocpp_client import OcppClient  # noqa: PLC0415
 
         commands: asyncio.Queue[StationCommand] = asyncio.Queue()
-        bridge = OcppBridge(OcppClient(settings, commands), commands, self.runners, self.restart)
+        bridge = OcppBridge(
+            OcppClient(settings, commands),
+            commands,
+            self.runners,
+            self.restart,
+            ev_soc=self._ev_soc,
+        )
         self.listeners.append(bridge.listener)
         bridge.start()
         return bridge
@@ -389,7 +399,7 @@ class Station:
         if self._tls is None:
             self._tls = setup.tls_material(cfg)
         host, _address = setup.server_host(cfg)
-        port = 0 if cfg.port == 0 else cfg.port + evse.id - 1
+        port = 0 if cfg.port == 0 else min(65535, cfg.port + evse.id - 1)
         return V2gServer(
             runner,
             setup.new_session(setup.secc_settings(self.config, evse, caps)),
@@ -567,6 +577,14 @@ class Station:
             "car": None if hw is None or hw.car is None else hw.car.status(),
             "car_report": None if hw is None else hw.car_report,
         }
+
+    def _ev_soc(self, evse_id: int) -> float | None:
+        """SoC the EV reported in the current ISO 15118-20 session (for OCPP meter values)."""
+        server = self.v2g.get(evse_id)
+        if server is None or not server.session.active:
+            return None
+        soc = server.stats.ev_soc_pct
+        return None if soc is None else float(soc)
 
     def _v2g_status(self, evse_id: int) -> dict[str, Any] | None:
         server = self.v2g.get(evse_id)

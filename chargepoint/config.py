@@ -606,12 +606,24 @@ class SimEvConfig(_Model):
     max_discharge_power_w: Annotated[Float, Field(ge=0)] = 11_000.0  # 0: no V2G
     wants_ventilation: Bool = False  # signal state D instead of C
     # With [iso15118]: the simulated car speaks ISO 15118-20 (our own EVCC).
+    simulated_car: Bool = True  # False: an external EVCC drives the session (interop tests)
     hlc_service: Iso20Service = "DC_BPT"
     control_mode: ControlMode = "dynamic"
     loop_interval_s: Annotated[Float, Field(ge=0, le=10)] = 0.1
 
 
 # --------------------------------------------------------------------------- ISO 15118-20
+
+def _dynamic_port(port: int) -> int:
+    if port != 0 and not DYNAMIC_PORTS[0] <= port <= DYNAMIC_PORTS[1]:
+        raise ValueError(
+            f"must be 0 or in the dynamic range {DYNAMIC_PORTS[0]}..{DYNAMIC_PORTS[1]}, got {port}"
+        )
+    return port
+
+
+DYNAMIC_PORTS = (49152, 65535)
+
 
 class Iso15118Config(_Model):
     """ISO 15118-20 SECC (``[iso15118]``): high-level communication with the car.
@@ -623,7 +635,9 @@ class Iso15118Config(_Model):
     """
 
     interface: Annotated[str, Field(min_length=1, max_length=15)] = "lo"
-    port: Annotated[Int, Field(ge=0, le=65535)] = 15119
+    # SDP announces a port of the dynamic range 49152-65535 (EVCCs reject others);
+    # 0: a free one from that range (tests).
+    port: Annotated[Int, AfterValidator(_dynamic_port)] = 64_109
     sdp_port: Annotated[Int, Field(ge=0, le=65535)] = 15118
     # ISO 15118-20 runs over TLS 1.3 ([V2G20-2356]); "off" is for lab setups only.
     tls: Literal["on", "off"] = "on"
@@ -645,6 +659,10 @@ class Iso15118Config(_Model):
     charge_loop_timeout_s: Annotated[Float, Field(gt=0, le=10)] = 0.5
     sequence_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 60.0
     communication_setup_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 20.0
+    # ISO 15118-3 after a failed session: X1 pause, then 5 % again, this many times
+    retries: Annotated[Int, Field(ge=0, le=10)] = 3
+    # AC only: after the retries, offer IEC 61851-1 basic charging (PWM current)
+    fallback_to_basic: Bool = False
 
     @model_validator(mode="after")
     def _tls_material(self) -> Self:

@@ -115,9 +115,12 @@ class OcppBridge:
         commands: asyncio.Queue[StationCommand],
         runners: dict[int, EvseRunner],
         request_stop: Callable[[], None],
+        ev_soc: Callable[[int], float | None] | None = None,
     ) -> None:
         self.client = client
         self.runners = runners
+        # SoC as the EV reports it over ISO 15118 (None: not known, basic charging)
+        self._ev_soc = ev_soc
         self.commands = commands
         self._request_stop = request_stop
         self._available: dict[int, bool] = dict.fromkeys(runners, True)
@@ -219,10 +222,17 @@ class OcppBridge:
     def _sample(self, evse_id: int, reading: MeterReading | None = None) -> MeterSample:
         runner = self.runners[evse_id]
         m = reading or runner.last_meter
+        soc = self._ev_soc(evse_id) if self._ev_soc is not None else None
         if m is None:
-            return MeterSample(evse_id, 0.0, 0.0, 0.0, 0.0, 0.0)
+            return MeterSample(evse_id, 0.0, 0.0, 0.0, 0.0, 0.0, soc)
         return MeterSample(
-            evse_id, m.import_energy_wh, m.export_energy_wh, m.power_w, m.voltage_v, m.current_a
+            evse_id,
+            m.import_energy_wh,
+            m.export_energy_wh,  # V2G: energy from the EV is the export register
+            m.power_w,
+            m.voltage_v,
+            m.current_a,
+            soc,
         )
 
     # -- CSMS -> station -------------------------------------------------------------

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import random
 import ssl
 import time
 from collections.abc import Callable
@@ -58,6 +60,8 @@ from chargepoint.power.arbitration import Arbiter
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 65_536
+DYNAMIC_PORTS = (49152, 65535)
+PORT_ATTEMPTS = 50
 SessionListener = Callable[[int, Action], None]
 
 
@@ -178,9 +182,7 @@ class V2gServer:
 
     # -- the server -------------------------------------------------------------------------
     async def serve(self) -> None:
-        server = await asyncio.start_server(
-            self._connection, host=self.host, port=self.port, ssl=self.ssl_context
-        )
+        server = await self._start_server()
         sock = server.sockets[0]
         self.bound_port = int(sock.getsockname()[1])
         log.info(
@@ -201,6 +203,24 @@ class V2gServer:
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.close()
+
+    async def _start_server(self) -> asyncio.Server:
+        """Listen on the configured port, or on a free one of the dynamic range (port 0):
+        SDP announces it and EVCCs expect 49152-65535."""
+        if self.port != 0:
+            return await asyncio.start_server(
+                self._connection, host=self.host, port=self.port, ssl=self.ssl_context
+            )
+        for _ in range(PORT_ATTEMPTS):
+            port = random.randint(*DYNAMIC_PORTS)
+            try:
+                return await asyncio.start_server(
+                    self._connection, host=self.host, port=port, ssl=self.ssl_context
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free port in {DYNAMIC_PORTS} after {PORT_ATTEMPTS}")
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")

@@ -17,6 +17,7 @@ Safety contract (checked by a property test):
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -105,6 +106,10 @@ class EvseSettings:
     max_export_power_w: float = 0.0
     max_import_power_w: float = 0.0
     precharge_current_a: float = 2.0  # IEC 61851-23: cable check / pre-charge <= 2 A
+    # ISO 15118-3 after a failed or timed-out session: X1 for a while, then 5 % again
+    hlc_retries: int = 3
+    hlc_x1_pause_s: float = 3.0  # ISO 15118-3: X1 >= 3 s before a new attempt
+    basic_fallback: bool = False  # AC: after the retries, offer IEC 61851-1 basic charging
 
 
 def _unbound() -> RuntimeError:
@@ -154,6 +159,9 @@ class EvseController:
         self._board_clear_sent_at: float | None = None
         self._hlc_contactors = False  # the ISO 15118 session asked for the power path
         self._stage_on = False  # a non-Off operating point was commanded
+        self._hlc_failures = 0  # failed sessions since the EV was plugged in
+        self._hlc_pause_until: float | None = None  # X1 pause before the next attempt
+        self._basic_mode = False  # AC fallback: basic charging after failed sessions
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
     def ev_plugged(self) -> bool:
@@ -270,10 +278,12 @@ class EvseController:
                 self._on_hlc_power(event, now)
             case HlcIsolationMonitor(on=on):
                 self._out.append(SetIsolationMonitor(on))
-            case HlcSessionEnded():
+            case HlcSessionEnded(failed=failed):
                 self._on_hlc_contactors(False, now)
                 if self._stage_on:
                     self._stage_off()
+                if failed:
+                    self._on_hlc_failure(now)
         return self._flush()
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -319,6 +329,10 @@ class EvseController:
             self._set_pwm(self._pending_duty, now)
         if self._output_f_until is not None and now >= self._output_f_until:
             self._set_x1(now)  # end of the F pulse: X1 lets us see an unplug
+        pause = self._hlc_pause_until
+        if pause is not None and math.isfinite(pause) and now >= pause:
+            self._hlc_pause_until = None
+            self._maybe_offer(now)  # 5 % again: the EV starts a new session
         return self._flush()
 
     def next_deadline(self) -> float | None:
@@ -348,6 +362,8 @@ class EvseController:
             deadlines.append(self._pwm_changed_at + s.pwm_min_interval_s)
         if self._output_f_until is not None:
             deadlines.append(self._output_f_until)
+        if self._hlc_pause_until is not None and math.isfinite(self._hlc_pause_until):
+            deadlines.append(self._hlc_pause_until)
         return min(deadlines) if deadlines else None
 
     # -- event handlers ------------------------------------------------------
@@ -442,6 +458,23 @@ class EvseController:
             self._stage_on = True
             self._out.append(SetPowerStage(PowerDirection.IMPORT, voltage, current, power))
 
+    def _on_hlc_failure(self, now: float) -> None:
+        """ISO 15118-3: a failed session is retried after an X1 pause; AC may fall back
+        to basic charging once the retries are used up; DC never does (IEC 61851-23)."""
+        if self.state not in (EvseState.READY, EvseState.CHARGING, EvseState.STOPPING):
+            return
+        s = self.settings
+        self._hlc_failures += 1
+        if self._hlc_failures <= s.hlc_retries:
+            self._hlc_pause_until = now + s.hlc_x1_pause_s
+            self._withdraw(now)  # X1: the EV restarts its communication afterwards
+        elif s.basic_fallback and not self._basic_mode:
+            self._basic_mode = True
+            self._update_offer(now)  # basic PWM (duty from current) replaces 5 %
+        else:
+            self._hlc_pause_until = math.inf  # no more attempts until the EV is unplugged
+            self._withdraw(now)
+
     def _hlc_power_refusal(self, request: HlcPower) -> str | None:
         if not self.settings.has_power_stage:
             return None if request.phase is PowerPhase.ENERGY else "no DC power stage"
@@ -477,6 +510,9 @@ class EvseController:
             return
         if cp is CpState.A:
             self._hlc_contactors = False
+            self._hlc_failures = 0
+            self._hlc_pause_until = None
+            self._basic_mode = False
             if self.state is not EvseState.IDLE:
                 self._authorized = False
                 self._stopped_by_evse = False
@@ -498,7 +534,7 @@ class EvseController:
             and report.output is PilotOutput.PWM
             and self._pwm_duty is not None
             and (report.locked or not self.settings.socket_lock)
-            and (not self.settings.hlc_only or self._hlc_contactors)
+            and (not self.settings.hlc_only or self._hlc_contactors or self._basic_mode)
             and self.supervisor.may_energize()
         ):
             self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s
@@ -516,6 +552,9 @@ class EvseController:
         )
 
     def _maybe_offer(self, now: float) -> None:
+        pause = self._hlc_pause_until
+        if pause is not None and now < pause:
+            return  # ISO 15118-3: X1 before the next attempt (inf: no more attempts)
         if self.state is EvseState.CONNECTED and self._should_offer():
             self._go(self.offer, now)
             if self._last is not None:
@@ -572,7 +611,7 @@ class EvseController:
         self._out.append(StateChanged(old, new, cp))
 
     def _duty(self) -> float:
-        if self.settings.hlc_only:
+        if self.settings.hlc_only and not self._basic_mode:
             return HLC_DUTY_PCT  # IEC 61851-1 A.4: digital communication required
         return duty_for_current(self.offered_current_a())
 

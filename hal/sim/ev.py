@@ -10,12 +10,15 @@ its own when asked to or when full. The physics lives in the synchronous
 For DC / bidirectional charging an external ISO 15118 EV stack can use the
 hooks :meth:`SimulatedEv.set_hlc_ready` and
 :meth:`SimulatedEv.set_dc_contactor`; the battery then carries
-``plant.dc_current_a`` whenever the EV's DC contactor is closed.
+``plant.dc_current_a`` whenever the EV's DC contactor is closed. For AC_BPT
+:meth:`SimulatedEv.set_hlc_ac_current` sets a signed on-board charger current
+(negative: the charger feeds energy back to the grid).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -215,6 +218,16 @@ class SimulatedEv:
         self._hlc_ready = ready
         self._hlc_ac_current_limit_a = ac_current_limit_a
 
+    def set_hlc_ac_current(self, current_a: float) -> None:
+        """Hook for an ISO 15118-20 AC_BPT stack: signed per-phase current the
+        on-board charger runs at while the high-level session holds S2 closed
+        (+ drawn, - fed back). Replaces ``ac_current_limit_a`` of
+        :meth:`set_hlc_ready` (call it after that); the charger rating and the
+        battery's charge/discharge limits still apply."""
+        if not math.isfinite(current_a):
+            raise ValueError(f"current_a must be finite, got {current_a}")
+        self._hlc_ac_current_limit_a = current_a
+
     def set_dc_contactor(self, closed: bool) -> None:
         """Hook for an ISO 15118 EV stack: close/open the EV's DC contactors."""
         if closed and self._phase is EvPhase.UNPLUGGED:
@@ -328,6 +341,8 @@ class SimulatedEv:
         target_a = 0.0
         if self._phase is EvPhase.READY:
             target_a = min(self._offered_a, self._requested_current_a())
+            if target_a < 0.0:  # AC_BPT: feeding back (set_hlc_ac_current)
+                target_a = max(target_a, -self._feed_back_limit_a())
         if target_a > self._current_a:
             self._current_a = min(target_a, self._current_a + self.ramp_up_a_per_s * dt_s)
         else:
@@ -362,11 +377,22 @@ class SimulatedEv:
         bms_limit_a = ac_power_limit_w / grid_w_per_a if grid_w_per_a > 0.0 else 0.0
         return min(self.onboard_charger_max_current_a, bms_limit_a)
 
+    def _feed_back_limit_a(self) -> float:
+        """Per-phase AC current the charger may feed back: rating and BMS discharge limit."""
+        grid_w_per_a = self.plant.grid_voltage_v * self._effective_phases()
+        if grid_w_per_a <= 0.0:
+            return 0.0
+        bms_w = self.battery.discharge_power_limit_w() * self.onboard_charger_efficiency
+        return min(self.onboard_charger_max_current_a, bms_w / grid_w_per_a)
+
     def _battery_current_from_ac_a(self) -> float:
         if self._current_a == 0.0:
             return 0.0
         ac_power_w = self.plant.grid_voltage_v * self._current_a * self._effective_phases()
-        return self.battery.current_for_power_a(ac_power_w * self.onboard_charger_efficiency)
+        eff = self.onboard_charger_efficiency
+        # charging: losses come off what reaches the battery; feeding back: on top of it
+        battery_w = ac_power_w * eff if ac_power_w > 0.0 else ac_power_w / eff
+        return self.battery.current_for_power_a(battery_w)
 
     def _write_plant(self) -> None:
         plant = self.plant

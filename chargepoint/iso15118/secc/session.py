@@ -855,9 +855,10 @@ class SeccSession:
             else min(self.settings.max_voltage_v, ev.max_voltage_v)
         )
         if target > limit:
-            raise _RequestRejected(
-                _R.FAILED_WrongChargeParameter, f"EVTargetVoltage {target} V > {limit} V"
-            )
+            # Never above what both sides declared; the EV sees the voltage not match
+            # and decides (its pre-charge timeout) -- no FAILED for a schema-valid value.
+            log.warning("EVTargetVoltage %.1f V above %.1f V: clamped", target, limit)
+            target = limit
         if req.ev_processing is m.Processing.Finished:
             # [V2G20-2005]/[V2G20-2006]: only PowerDelivery may follow
             self._send_response(
