@@ -139,9 +139,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from chargepoint.iec61851.diagram import to_dot  # noqa: PLC0415
+    from chargepoint.iec61851.diagram import secc_to_dot, to_dot  # noqa: PLC0415
 
-    print(to_dot())
+    print(secc_to_dot() if args.secc else to_dot())
     return 0
 
 
@@ -252,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--secc-id", help="CN of the SECC certificate (default: a test id)")
     p.set_defaults(func=cmd_pki)
 
-    p = sub.add_parser("diagram", help="print the EVSE state machine as Graphviz dot")
+    p = sub.add_parser("diagram", help="print a state machine as Graphviz dot (its table)")
+    p.add_argument(
+        "--secc", action="store_true", help="the ISO 15118-20 SECC session instead of the EVSE"
+    )
     p.set_defaults(func=cmd_diagram)
     return parser
 

@@ -91,6 +91,10 @@ def test_diagram_is_rendered_from_the_table() -> None:
     result = run_cli("diagram")
     assert result.returncode == 0
     assert "READY -> CHARGING" in result.stdout and "STOPPING -> CONNECTED" in result.stdout
+    secc = run_cli("diagram", "--secc")
+    assert secc.returncode == 0
+    assert 'PRE_CHARGE -> POWER_DELIVERY [label="pre_charged"]' in secc.stdout
+    assert "CHARGE_LOOP -> WELDING" in secc.stdout
 
 
 def test_exi_dissector_round_trip(tmp_path: Path) -> None:
