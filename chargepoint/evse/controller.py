@@ -162,6 +162,7 @@ class EvseController:
         self._hlc_failures = 0  # failed sessions since the EV was plugged in
         self._hlc_pause_until: float | None = None  # X1 pause before the next attempt
         self._basic_mode = False  # AC fallback: basic charging after failed sessions
+        self._hlc_stop_deadline: float | None = None  # EVSE stop: the EV must have stopped
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
     def ev_plugged(self) -> bool:
@@ -258,7 +259,13 @@ class EvseController:
             case StopCharging():
                 self._authorized = False
                 self._stopped_by_evse = True
-                self._withdraw(now)
+                if self._hlc_offer() and self.state in (EvseState.READY, EvseState.CHARGING):
+                    # ISO 15118: the session stops the EV (EVSENotification Terminate) and
+                    # 5 % PWM stays; the power path is forced open if the EV has not
+                    # stopped in time (the same bound as IEC 61851-1 A.6 seq 10.2).
+                    self._hlc_stop_deadline = now + self.settings.stop_force_off_s
+                else:
+                    self._withdraw(now)
             case SetAvailable(available=available):
                 self._available = available
                 if available:
@@ -329,6 +336,11 @@ class EvseController:
             self._set_pwm(self._pending_duty, now)
         if self._output_f_until is not None and now >= self._output_f_until:
             self._set_x1(now)  # end of the F pulse: X1 lets us see an unplug
+        if self._hlc_stop_deadline is not None and now >= self._hlc_stop_deadline:
+            self._hlc_stop_deadline = None
+            self._hlc_contactors = False  # not again in this session
+            if self.state is EvseState.CHARGING:
+                self._go(self.hlc_stop, now)  # the EV ignored the stop: power off, then open
         pause = self._hlc_pause_until
         if pause is not None and math.isfinite(pause) and now >= pause:
             self._hlc_pause_until = None
@@ -364,6 +376,8 @@ class EvseController:
             deadlines.append(self._output_f_until)
         if self._hlc_pause_until is not None and math.isfinite(self._hlc_pause_until):
             deadlines.append(self._hlc_pause_until)
+        if self._hlc_stop_deadline is not None:
+            deadlines.append(self._hlc_stop_deadline)
         return min(deadlines) if deadlines else None
 
     # -- event handlers ------------------------------------------------------
@@ -422,6 +436,8 @@ class EvseController:
     # -- ISO 15118 requests (gated here: the session never touches hardware) ---------
     def _on_hlc_contactors(self, closed: bool, now: float) -> None:
         self._hlc_contactors = closed
+        if not closed:
+            self._hlc_stop_deadline = None
         if closed:
             if self._last is not None:
                 self._follow_cp(self._last, now)  # [V2G20-860]: close <= 3 s after C/D
@@ -510,6 +526,7 @@ class EvseController:
             return
         if cp is CpState.A:
             self._hlc_contactors = False
+            self._hlc_stop_deadline = None
             self._hlc_failures = 0
             self._hlc_pause_until = None
             self._basic_mode = False
@@ -542,11 +559,17 @@ class EvseController:
             self._maybe_offer(now)
 
     # -- policy ----------------------------------------------------------------
+    def _hlc_offer(self) -> bool:
+        """5 % PWM is an invitation to talk, not an energy offer: ISO 15118 sessions start
+        on B and wait for the authorisation themselves (EIM Ongoing)."""
+        return self.settings.hlc_only and not self._basic_mode
+
     def _should_offer(self) -> bool:
+        hlc = self._hlc_offer()
         return (
             self._available
-            and (self.settings.autostart or self._authorized)
-            and not self._stopped_by_evse
+            and (hlc or self.settings.autostart or self._authorized)
+            and (hlc or not self._stopped_by_evse)
             and self.supervisor.may_energize()
             and self.offered_current_a() >= MIN_BASIC_CURRENT_A
         )

@@ -101,6 +101,7 @@ CONTACTOR_CLOSE_TIMEOUT_S = 3.0  # [V2G20-860]: contactors closed <= 3 s after C
 CONTACTOR_OPEN_TIMEOUT_S = 1.0
 ISOLATION_SETTLE_S = 0.2  # an isolation reading counts once the test voltage stood this long
 TERMINATE_MAX_DELAY_S = 2  # EVSENotification Terminate: EV must react within this
+TERMINATE_GRACE_S = 1.0  # beyond NotificationMaxDelay before the SECC ends the session
 
 
 def _unbound() -> RuntimeError:
@@ -178,6 +179,7 @@ class SeccSession:
         self._setpoint_w: float | None = None
         self._framer: V2gtpFramer | None = None
         self._unix_time = 0.0
+        self._now = 0.0
         self._paused: _Paused | None = None
         self.last_request = ""  # name of the last request decoded (logs, live view)
         self._reset_session()
@@ -208,6 +210,7 @@ class SeccSession:
         self._departure_s: int | None = None
         self._ev_target_soc: int | None = None
         self._last_power: RequestPower | None = None
+        self._terminate_by: float | None = None  # EV must have stopped by then
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --------
     def connected(self) -> bool:
@@ -301,6 +304,7 @@ class SeccSession:
     def handle(self, event: Event, now: float, unix_time: float | None = None) -> list[Action]:
         """Feed one event. ``unix_time`` (wall clock) stamps response headers."""
         self._out = []
+        self._now = now
         if unix_time is not None:
             self._unix_time = unix_time
         match event:
@@ -321,7 +325,12 @@ class SeccSession:
 
     def handle_timer(self, now: float) -> list[Action]:
         self._out = []
+        self._now = now
         pending = self._pending
+        if self._terminate_by is not None and now >= self._terminate_by and self.active:
+            self._terminate_by = None
+            self._end_failed("the EV did not stop after EVSENotification Terminate", now)
+            return self._flush()
         if pending is not None and now >= pending.deadline:
             self._pending = None
             what = "close" if pending.want_closed else "open"
@@ -338,7 +347,7 @@ class SeccSession:
         return self._flush()
 
     def next_deadline(self) -> float | None:
-        candidates = [self._deadline, self._setup_deadline]
+        candidates = [self._deadline, self._setup_deadline, self._terminate_by]
         if self._pending is not None:
             candidates.append(self._pending.deadline)
         found = [d for d in candidates if d is not None]
@@ -886,6 +895,7 @@ class SeccSession:
         if progress is m.ChargeProgress.Start:
             self._power_start(req, sel, now)
         elif progress is m.ChargeProgress.Stop:
+            self._terminate_by = None
             self._request_power(PowerPhase.OFF)
             self._emit(RequestContactors(False))
             if sel.dc and self._view.contactors_closed:
@@ -1206,9 +1216,11 @@ class SeccSession:
 
     def _loop_status(self) -> m.EVSEStatus | None:
         """EVSE-initiated end: EVSENotification Terminate in every loop response until
-        the EV sends PowerDelivery(Stop)."""
+        the EV sends PowerDelivery(Stop) (within NotificationMaxDelay, else we end it)."""
         if self._stop_reason is None:
             return None
+        if self._terminate_by is None:
+            self._terminate_by = self._now + TERMINATE_MAX_DELAY_S + TERMINATE_GRACE_S
         return m.EVSEStatus(
             notification_max_delay=TERMINATE_MAX_DELAY_S,
             evse_notification=m.EvseNotification.Terminate,

@@ -430,3 +430,18 @@ def test_protocol_follows_the_ev_priority() -> None:
     )
     assert isinstance(res, sap.SupportedAppProtocolRes)
     assert res.schema_id == 2
+
+
+def test_ev_ignoring_terminate_is_ended_safely() -> None:
+    h = Harness.create()
+    start_dc_bpt_dynamic(h)
+    h.dc_loop_dynamic()
+    h.feed(StopRequested("operator"))
+    for _ in range(12):  # the EV keeps looping as if nothing happened
+        h.now += 0.4
+        h.tick(0.0)
+        if h.ended is not None:
+            break
+        h.dc_loop_dynamic()
+    assert h.ended is not None and h.ended.failed and "Terminate" in h.ended.reason
+    assert h.contactor_requests()[-1] is False
