@@ -931,7 +931,10 @@ class SeccSession:
                 chosen = next(
                     (t for t in self._tuples if t.tuple_id == mode.selected_schedule_tuple_id), None
                 )
-            if chosen is None and self.state is not _S.CHARGE_LOOP:
+            # EVProcessing=Ongoing without EVPowerProfile: the EV has not chosen yet and
+            # repeats PowerDelivery(Start) (FACTS.md "Session sequence"); judge the final one
+            undecided = mode is None and req.ev_processing is not m.Processing.Finished
+            if chosen is None and self.state is not _S.CHARGE_LOOP and not undecided:
                 raise _RequestRejected(
                     _R.FAILED_ScheduleSelectionInvalid, "no offered ScheduleTuple selected"
                 )
@@ -950,8 +953,8 @@ class SeccSession:
         if sel.dc:
             if self._view.cp_state not in _C_OR_D:
                 raise _RequestRejected(_R.FAILED_ContactorError, "CP not in C/D at PowerDelivery")
-            self._request_power(PowerPhase.OFF if not sel.dc else PowerPhase.PRE_CHARGE,
-                                self._present_v(), 0.0, 0.0)  # fmt: skip
+            # hold the pre-charged voltage, no current, while the contactors close
+            self._request_power(PowerPhase.PRE_CHARGE, self._present_v(), 0.0, 0.0)
         self._emit(RequestContactors(True))  # [V2G20-1317]: not before PowerDelivery(Start)
         if sel.dc and not self._view.contactors_closed:
             self._pending = _Pending(req, True, now + CONTACTOR_CLOSE_TIMEOUT_S)

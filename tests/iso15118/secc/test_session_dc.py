@@ -445,3 +445,41 @@ def test_ev_ignoring_terminate_is_ended_safely() -> None:
         h.dc_loop_dynamic()
     assert h.ended is not None and h.ended.failed and "Terminate" in h.ended.reason
     assert h.contactor_requests()[-1] is False
+
+
+def test_scheduled_power_delivery_ongoing_without_profile_then_finished() -> None:
+    h = Harness.create()
+    h.handshake()
+    h.authorize()
+    h.select(6, 1)
+    h.dc_cpd()
+    h.schedule_scheduled()
+    h.cable_check()
+    h.pre_charge()
+    undecided = m.PowerDeliveryReq(
+        header=h.header(),
+        ev_processing=m.Processing.Ongoing,
+        charge_progress=m.ChargeProgress.Start,
+    )
+    res = h.send(undecided)
+    assert isinstance(res, m.PowerDeliveryRes) and res.response_code is R.OK
+    assert h.contactor_requests() == []  # nothing closes while the EV is undecided
+    h.power_delivery(m.ChargeProgress.Start, tuple_id=1)
+    res = h.response_in(h.set_view(contactors_closed=True))
+    assert isinstance(res, m.PowerDeliveryRes) and res.response_code is R.OK
+    assert h.session.state is SeccState.CHARGE_LOOP
+
+
+def test_scheduled_power_delivery_finished_without_a_tuple_fails() -> None:
+    h = Harness.create()
+    h.handshake()
+    h.authorize()
+    h.select(6, 1)
+    h.dc_cpd()
+    h.schedule_scheduled()
+    h.cable_check()
+    h.pre_charge()
+    out = h.power_delivery(m.ChargeProgress.Start)  # Finished, no EVPowerProfile
+    res = h.response_in(out)
+    assert isinstance(res, m.PowerDeliveryRes)
+    assert res.response_code is R.FAILED_ScheduleSelectionInvalid
