@@ -10,9 +10,12 @@ Retries: when the CSMS does not process the head (no answer within
 MessageTimeout, or a CALLERROR), the n-th retry is due MessageAttemptInterval·n
 after the failure was noticed -- with a timeout that is
 MessageTimeout + MessageAttemptInterval·n after the previous attempt
-(TC_E_41/E_42/E_50/E_51).  After MessageAttempts attempts the message is
-discarded.  A connection loss is not a failure of the CSMS: the message keeps
-its attempt count and is resent after reconnect.
+(E13.FR.02/03, TC_E_41/E_42/E_50/E_51).  After MessageAttempts attempts the
+message is discarded, whatever its kind (E13.FR.04: otherwise one message the
+CSMS keeps refusing would block all later ones).  Nothing is renumbered: the
+seqNo gap tells the CSMS which TransactionEvent it never got.  A connection
+loss is not a failure of the CSMS: the message keeps its attempt count and is
+resent after reconnect.
 
 Bound (this project's policy): at most ``capacity`` entries.  When full, drop
 the oldest message that is not transaction-related; failing that, the oldest

@@ -310,6 +310,17 @@ class _TxTrack:
     token_sent: bool
 
 
+def _tx_event_summary(message: QueuedMessage) -> str:
+    """`` (Started seqNo 0 of transaction …)`` for a TransactionEvent, else ``""``."""
+    if message.action != "TransactionEvent":
+        return ""
+    payload = message.payload
+    return (
+        f" ({payload['eventType']} seqNo {payload['seqNo']}"
+        f" of transaction {payload['transactionInfo']['transactionId']})"
+    )
+
+
 #: Slack for float rounding between monotonic and UTC time at aligned instants.
 _ALIGN_SLACK_S = 1e-3
 #: At most this many clock-aligned samples (TxEndedInterval) go into one Ended event.
@@ -724,10 +735,14 @@ class OcppStation:
             )
             result = self._queue.failed(inflight.seq, now, policy)
             if isinstance(result, GaveUp):
+                # E13.FR.04: discarded after the last attempt, Started and Ended too, so
+                # that a message the CSMS keeps refusing cannot block every later one.
+                # Later events keep their seqNo: the gap shows the CSMS what it missed.
                 logger.error(
-                    "giving up on %s #%d after %d attempts",
+                    "giving up on %s #%d%s after %d attempts",
                     inflight.action,
                     inflight.seq,
+                    _tx_event_summary(result.message),
                     result.message.attempts,
                 )
                 self._actions.append(DeleteQueued(inflight.seq))

@@ -185,7 +185,7 @@ def boot_result(status: str = "Accepted", interval: int = 300) -> dict[str, Any]
 
 
 def minimal_result(action: str) -> dict[str, Any]:
-    return {
+    results: dict[str, dict[str, Any]] = {
         "Heartbeat": {"currentTime": "2026-01-01T00:00:10.000Z"},
         "TransactionEvent": {},
         "StatusNotification": {},
@@ -196,7 +196,8 @@ def minimal_result(action: str) -> dict[str, Any]:
         "SignCertificate": {"status": "Accepted"},
         "Authorize": {"idTokenInfo": {"status": "Accepted"}},
         "BootNotification": boot_result(),
-    }[action]
+    }
+    return results[action]
 
 
 def calls(frames: list[Any], action: str | None = None) -> list[Any]:

@@ -407,6 +407,32 @@ def test_retry_times_exactly() -> None:
     assert h.station.queued_messages == () and h.store.queue == {}
 
 
+def test_discarded_started_leaves_a_seq_no_gap_and_the_transaction_goes_on() -> None:
+    # E13.FR.04: after MessageAttempts failed attempts even a Started is discarded, so a
+    # CSMS that keeps refusing one message cannot hold up all later ones.  Later events
+    # keep their own seqNo: the CSMS gets 1 first and can tell that 0 never arrived.
+    h = Harness(overrides={"OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]": "10"})
+    h.answer_all(h.boot(interval=100000))
+    start_session(h)
+    [event] = h.drain()
+    assert (event[3]["eventType"], event[3]["seqNo"]) == ("Started", 0)
+    for wait in (10, 20):  # E13.FR.03: MessageAttemptInterval times the attempts so far
+        h.receive([4, event[1], "InternalError", "", {}])
+        assert h.advance(wait - 0.1) == []
+        [event] = calls(h.advance(0.1), "TransactionEvent")
+        assert (event[3]["eventType"], event[3]["seqNo"]) == ("Started", 0)
+    assert h.receive([4, event[1], "InternalError", "", {}]) == []
+    assert h.station.queued_messages == () and h.store.queue == {}
+    tx = event[3]["transactionInfo"]["transactionId"]
+    [status] = h.receive([2, "s", "GetTransactionStatus", {"transactionId": tx}])
+    assert status[2] == {"messagesInQueue": False, "ongoingIndicator": True}
+    h.station.station_event(h.now, SessionEnded(1, StoppedReason.LOCAL, sample(2000)))
+    [ended] = h.answer_all(h.drain())
+    assert ended[3]["transactionInfo"]["transactionId"] == tx
+    assert (ended[3]["eventType"], ended[3]["seqNo"]) == ("Ended", 1)
+    assert h.station.queued_messages == ()
+
+
 def test_call_error_counts_as_failure() -> None:
     h = Harness(overrides={"OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]": "10"})
     h.answer_all(h.boot())
@@ -562,10 +588,10 @@ def test_password_reconnect_waits_for_our_outstanding_call() -> None:
             },
         ]
     )
-    assert h.station.link is Link.CONNECTED
+    before = h.station.link
     h.station.receive_frame(h.now, json.dumps([3, frames[0][1], {}]))
     assert any(isinstance(a, CloseConnection) for a in h.station.actions())
-    assert h.station.link is Link.OFFLINE
+    assert (before, h.station.link) == (Link.CONNECTED, Link.OFFLINE)
 
 
 def test_base_report_parts_also_respect_bytes_per_message() -> None:
