@@ -186,6 +186,13 @@ def cmd_pki(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slac(args: argparse.Namespace) -> int:
+    from chargepoint.adapters.slac_listen import slac_listen  # noqa: PLC0415
+
+    setup_logging(args.log_level, "text", sys.stderr)
+    return asyncio.run(slac_listen(args.interface, timeout_s=args.timeout))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chargepoint", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chargepoint {__version__}")
@@ -251,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     t.add_argument("--secc-id", help="CN of the SECC certificate (default: a test id)")
     p.set_defaults(func=cmd_pki)
+
+    p = sub.add_parser("slac", help="ISO 15118-3 SLAC on the PLC modem")
+    slac = p.add_subparsers(dest="slac_command", required=True)
+    s = slac.add_parser(
+        "listen", help="run one SECC-side matching on IFACE; print EV MAC, NID, attenuation"
+    )
+    s.add_argument("--interface", required=True, metavar="IFACE", help="PLC interface, e.g. eth1")
+    s.add_argument("--timeout", type=float, default=60.0, metavar="S", help="(default: 60)")
+    s.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_slac)
 
     p = sub.add_parser("diagram", help="print a state machine as Graphviz dot (its table)")
     p.add_argument(
