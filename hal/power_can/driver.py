@@ -292,7 +292,10 @@ class CanPowerStage:
         waiter: asyncio.Future[PowerStageStatus] = asyncio.get_running_loop().create_future()
         self._status_waiters.append(waiter)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            # not wait_for: on 3.11 it returns a status that arrives together with a
+            # cancellation and drops the cancellation (the status loop never stopped)
+            async with asyncio.timeout(timeout_s):
+                return await waiter
         except TimeoutError:
             raise HalTimeoutError(
                 f"power module {self.node_id}: no STATUS within {timeout_s:.3f} s"

@@ -343,7 +343,11 @@ class SimulatedEv:
             target_a = min(self._offered_a, self._requested_current_a())
             if target_a < 0.0:  # AC_BPT: feeding back (set_hlc_ac_current)
                 target_a = max(target_a, -self._feed_back_limit_a())
-        if target_a > self._current_a:
+        if target_a > self._current_a and self._current_a < 0.0:
+            # AC_BPT: feeding back less is a ramp down (to 0 A first), not a ramp up
+            step_a = self.ramp_down_a_per_s * dt_s
+            self._current_a = min(target_a, 0.0, self._current_a + step_a)
+        elif target_a > self._current_a:
             self._current_a = min(target_a, self._current_a + self.ramp_up_a_per_s * dt_s)
         else:
             self._current_a = max(target_a, self._current_a - self.ramp_down_a_per_s * dt_s)

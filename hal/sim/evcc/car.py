@@ -305,7 +305,9 @@ class SimulatedCar:
                 deadline = session.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - loop.time())
                 try:
-                    data = await asyncio.wait_for(reader.read(_READ_SIZE), timeout)
+                    # not wait_for: on 3.11 it may drop a cancellation (the service hung on stop)
+                    async with asyncio.timeout(timeout):
+                        data = await reader.read(_READ_SIZE)
                 except TimeoutError:
                     session.update(self._measure())
                     session.handle_timer(loop.time())
