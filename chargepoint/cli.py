@@ -125,7 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 1
         setup_logging(args.log_level, config.runtime.log_format, sys.stderr)
         return asyncio.run(run_demo(config, charge_s=args.seconds, out=sys.stdout))
-    from chargepoint.adapters.demo_v2g import DemoError, run_v2g_demo  # noqa: PLC0415
+    from chargepoint.adapters.demo import DemoError  # noqa: PLC0415
+    from chargepoint.adapters.demo_v2g import run_v2g_demo  # noqa: PLC0415
 
     config = _load(Path(args.config or DEFAULT_V2G_CONFIG))
     if config is None:

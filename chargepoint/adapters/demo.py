@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,21 +28,33 @@ async def run_demo(
     config: Config, *, charge_s: float, out: TextIO, evse_id: int | None = None
 ) -> int:
     evse = evse_id if evse_id is not None else config.evse[0].id
-    failures: list[DemoError] = []
-    code = 1
     with tempfile.TemporaryDirectory(prefix="chargepoint-demo-") as tmp:
         station = Station(config, control_socket=Path(tmp) / "control.sock")
-        try:
-            async with asyncio.TaskGroup() as tg:
-                service = tg.create_task(station.run())
-                try:
-                    await asyncio.wait_for(station.ready.wait(), STEP_TIMEOUT_S)
-                    code = await _session(station.control_socket, evse, charge_s, out)
-                finally:
-                    station.stop()
-                await service
-        except* DemoError as group:
-            failures += [e for e in group.exceptions if isinstance(e, DemoError)]
+        return await run_with_station(
+            station, lambda: _session(station.control_socket, evse, charge_s, out), out
+        )
+
+
+async def run_with_station(
+    station: Station, session: Callable[[], Awaitable[int]], out: TextIO
+) -> int:
+    """Run the service, then ``session`` against it once it is ready; stop it in order.
+
+    A :class:`DemoError` is reported on ``out`` and gives exit code 1.
+    """
+    failures: list[DemoError] = []
+    code = 1
+    try:
+        async with asyncio.TaskGroup() as tg:
+            service = tg.create_task(station.run())
+            try:
+                await asyncio.wait_for(station.ready.wait(), STEP_TIMEOUT_S)
+                code = await session()
+            finally:
+                station.stop()
+            await service
+    except* DemoError as group:
+        failures += [e for e in group.exceptions if isinstance(e, DemoError)]
     for failure in failures:
         print(f"demo failed: {failure}", file=out)
     return 1 if failures else code

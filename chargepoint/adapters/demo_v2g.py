@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chargepoint.adapters.control_socket import request
+from chargepoint.adapters.demo import DemoError, run_with_station
 from chargepoint.app import Station
 from chargepoint.config import Config
 
 STEP_TIMEOUT_S = 30.0
 ENERGY_TOLERANCE_WH = 1e-6
 DISCHARGE_W = -8_000.0
-
-
-class DemoError(RuntimeError):
-    """The simulated session did not go as a V2G session must."""
 
 
 def demo_config(config: Config, tmp: Path) -> Config:
@@ -43,25 +40,12 @@ def demo_config(config: Config, tmp: Path) -> Config:
 
 async def run_v2g_demo(config: Config, *, phase_s: float, out: TextIO) -> int:
     evse = config.evse[0].id
-    failures: list[DemoError] = []
-    code = 1
     with tempfile.TemporaryDirectory(prefix="chargepoint-demo-") as tmp_name:
         tmp = Path(tmp_name)
         station = Station(demo_config(config, tmp), control_socket=tmp / "control.sock")
-        try:
-            async with asyncio.TaskGroup() as tg:
-                service = tg.create_task(station.run())
-                try:
-                    await asyncio.wait_for(station.ready.wait(), STEP_TIMEOUT_S)
-                    code = await _session(station.control_socket, evse, phase_s, out)
-                finally:
-                    station.stop()
-                await service
-        except* DemoError as group:
-            failures += [e for e in group.exceptions if isinstance(e, DemoError)]
-    for failure in failures:
-        print(f"demo failed: {failure}", file=out)
-    return 1 if failures else code
+        return await run_with_station(
+            station, lambda: _session(station.control_socket, evse, phase_s, out), out
+        )
 
 
 async def _session(sock: Path, evse: int, phase_s: float, out: TextIO) -> int:

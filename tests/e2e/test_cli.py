@@ -22,7 +22,7 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.Com
 
 
 def test_check_config_accepts_shipped_files() -> None:
-    for name in ("sim.toml", "pi.example.toml"):
+    for name in ("sim.toml", "sim-v2g.toml", "pi.example.toml"):
         result = run_cli("check-config", str(ROOT / "config" / name))
         assert result.returncode == 0, result.stderr
 
@@ -136,3 +136,19 @@ def test_run_refuses_a_csms_section_it_cannot_use(tmp_path: Path) -> None:
     result = run_cli("run", "--config", str(config), timeout=30)
     assert result.returncode == 1
     assert "csms.client_key" in result.stderr
+
+
+def test_demo_runs_a_v2g_session_and_checks_both_registers() -> None:
+    """README's first command: the ISO 15118-20 DC_BPT demo over TLS ends with its checks."""
+    result = run_cli("demo", "--seconds", "3", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "DC_BPT dynamic over TLS 1.3" in out
+    assert "energy back from the car" in out
+    assert "OK: delivered and returned energy match the meter's import and export registers" in out
+
+
+def test_basic_demo_still_runs() -> None:
+    result = run_cli("demo", "--basic", "--seconds", "2", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: summary matches the meter's import register" in result.stdout
