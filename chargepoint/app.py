@@ -494,6 +494,8 @@ class Station:
                 return hw.world.sim_command(name, [str(a) for a in args])
             except SimCommandError as exc:
                 raise ControlRequestError(str(exc)) from exc
+        if cmd == "v2g-timing":
+            return self._v2g_timing(runner, request)
         event = _operator_event(cmd, request)
         await runner.submit(event)
         return self.evse_status(runner)
@@ -521,6 +523,32 @@ class Station:
         await server.limits_changed()
         log.info("evse %d: operator set-point %s", runner.evse_id, power)
         return self.evse_status(runner)
+
+    def _v2g_timing(self, runner: EvseRunner, request: dict[str, Any]) -> dict[str, Any]:
+        """Measurement hook (bench/secc_loop.py): V2G service time per request.
+
+        ``{"action": "start", "samples": N}`` keeps the latest N, ``"take"`` returns
+        them as ``[request, seconds]`` and empties the buffer, ``"stop"`` ends it.
+        """
+        server = self.v2g.get(runner.evse_id)
+        if server is None:
+            raise ControlRequestError(f"evse {runner.evse_id} has no ISO 15118 server")
+        match request.get("action"):
+            case "start":
+                samples = request.get("samples", 100_000)
+                if not isinstance(samples, int) or isinstance(samples, bool):
+                    raise ControlRequestError("v2g-timing start: 'samples' must be an integer")
+                try:
+                    server.record_timing(samples)
+                except ValueError as exc:
+                    raise ControlRequestError(f"v2g-timing: {exc}") from None
+                return {"recording": samples}
+            case "take":
+                return {"samples": [[name, s] for name, s in server.take_timing()]}
+            case "stop":
+                server.record_timing(0)
+                return {"recording": 0}
+        raise ControlRequestError("v2g-timing: action start [samples] | take | stop")
 
     def _runner_for(self, request: dict[str, Any]) -> EvseRunner:
         evse_id = request.get("evse", next(iter(self.runners)))

@@ -22,6 +22,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +64,7 @@ READ_CHUNK = 65_536
 DYNAMIC_PORTS = (49152, 65535)
 PORT_ATTEMPTS = 50
 SessionListener = Callable[[int, Action], None]
+MAX_TIMING_SAMPLES = 1_000_000
 
 
 @dataclass
@@ -110,11 +112,30 @@ class V2gServer:
         self._dirty = asyncio.Event()
         self._view = EvseView()
         self._closing = False
+        # bench/secc_loop.py: (request, service time s) of the latest requests, or None
+        self.timing: deque[tuple[str, float]] | None = None
         runner.observers.append(self._dirty.set)
 
     @property
     def evse_id(self) -> int:
         return self.runner.evse_id
+
+    def record_timing(self, samples: int) -> None:
+        """Measurement hook (off by default): keep the service time of the latest
+        ``samples`` requests, from their bytes returned by ``read()`` until the
+        response is drained to the socket, which includes the power-stage command
+        the request caused (sent before the response); 0 stops recording."""
+        if not 0 <= samples <= MAX_TIMING_SAMPLES:
+            raise ValueError(f"samples must be within 0..{MAX_TIMING_SAMPLES}, got {samples}")
+        self.timing = deque(maxlen=samples) if samples else None
+
+    def take_timing(self) -> list[tuple[str, float]]:
+        """The recorded samples, oldest first; the buffer is emptied."""
+        if self.timing is None:
+            return []
+        samples = list(self.timing)
+        self.timing.clear()
+        return samples
 
     # -- inputs from the EVSE side ------------------------------------------------------
     def snapshot(self) -> EvseView:
@@ -247,7 +268,12 @@ class V2gServer:
                 except (ConnectionError, ssl.SSLError) as exc:
                     await self._feed(ConnectionLost(repr(exc)))
                     break
-                await self._feed(DataReceived(data))
+                received_at = time.perf_counter()
+                actions = await self._feed(DataReceived(data))
+                if self.timing is not None and any(isinstance(a, SendData) for a in actions):
+                    self.timing.append(
+                        (self.session.last_request, time.perf_counter() - received_at)
+                    )
                 if not data:
                     break
         finally:
@@ -259,14 +285,15 @@ class V2gServer:
                 await writer.wait_closed()
 
     # -- feeding the session and carrying out its actions --------------------------------------
-    async def _feed(self, event: object) -> None:
+    async def _feed(self, event: object) -> list[Action]:
         if self._closing:
-            return
+            return []
         async with self._lock:
             loop = asyncio.get_running_loop()
             actions = self.session.handle(event, loop.time(), time.time())  # type: ignore[arg-type]
             await self._execute(actions)
             self.stats.last_request = self.session.last_request
+            return actions
 
     async def _execute(self, actions: list[Action]) -> None:
         runner = self.runner

@@ -37,7 +37,16 @@ FAULT_NAMES: tuple[str, ...] = (
     "imd",
 )
 
-COMMAND_NAMES: tuple[str, ...] = ("plug", "unplug", "start", "stop", "fault", "soc", "status")
+COMMAND_NAMES: tuple[str, ...] = (
+    "plug",
+    "unplug",
+    "start",
+    "stop",
+    "fault",
+    "soc",
+    "status",
+    "hlc",
+)
 
 
 class SimCommandError(ValueError):
@@ -139,6 +148,8 @@ class SimWorld:
             self._fault_command(args)
         elif name == "soc":
             self._soc_command(args)
+        elif name == "hlc":
+            self._hlc_command(args)
         elif name == "status":
             _no_args(name, args)
         else:
@@ -171,6 +182,24 @@ class SimWorld:
         if not 0.0 <= soc_pct <= 100.0:  # also rejects nan
             raise SimCommandError(f"soc must be within 0..100, got {args[0]}")
         self.ev.battery.soc_pct = soc_pct
+
+    def _hlc_command(self, args: list[str]) -> None:
+        """An external ISO 15118 EVCC's hooks on the EV (benchmarks, interop): ``hlc s2 on``
+        closes S2 at 5 % PWM, ``hlc contactor on|off`` the EV's DC contactor."""
+        usage = "usage: hlc s2|contactor on|off"
+        if len(args) != 2 or args[0] not in ("s2", "contactor") or args[1] not in ("on", "off"):
+            raise SimCommandError(usage)
+        on = args[1] == "on"
+        if args[0] == "s2":  # as hal/sim/evcc/car.py does for its session
+            self.ev.set_hlc_ready(on)
+            if on:
+                self.ev.request_energy()
+            else:
+                self.ev.stop()
+        elif on and not self.ev.plugged:
+            raise SimCommandError("hlc contactor on: the EV is not plugged in")
+        else:
+            self.ev.set_dc_contactor(on)
 
     def set_fault(self, kind: str, on: bool) -> None:
         """Switch one injected fault on or off (names as in :data:`FAULT_NAMES`)."""
