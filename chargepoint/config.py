@@ -614,6 +614,7 @@ class SimEvConfig(_Model):
 
 # --------------------------------------------------------------------------- ISO 15118-20
 
+
 def _dynamic_port(port: int) -> int:
     if port != 0 and not DYNAMIC_PORTS[0] <= port <= DYNAMIC_PORTS[1]:
         raise ValueError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from chargepoint.adapters.v2g_pki import TestPki, create_test_pki, load_test_pki
+from chargepoint.adapters.v2g_pki import TestPki, create_test_pki_in_child, load_test_pki
 from chargepoint.adapters.v2g_tls import evcc_client_context, secc_server_context
 from chargepoint.config import Config, EvseConfig, Iso15118Config
 from chargepoint.errors import ConfigError
@@ -152,7 +152,7 @@ def _test_pki(directory: Path) -> TestPki:
     if (directory / "pki.json").exists():
         return load_test_pki(directory)
     log.warning("creating a test PKI in %s (simulated installations only)", directory)
-    return create_test_pki(directory)
+    return create_test_pki_in_child(directory)  # cryptography stays out of the service
 
 
 def server_host(cfg: Iso15118Config) -> tuple[str, IPv6Address | None]:

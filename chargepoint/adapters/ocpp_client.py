@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from ocpp import messages as ocpp_messages
 from ocpp.messages import get_validator
-from ocpp.v21.enums import Action as ActionV21
-from ocpp.v201.enums import Action as ActionV201
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -104,6 +103,7 @@ _SCHEMA_ERROR_CODES = {
     "additionalProperties": ErrorCode.FORMAT_VIOLATION,
 }
 _PACKAGE_VERSION = {ProtocolVersion.V201: "2.0.1", ProtocolVersion.V21: "2.1"}
+_OCPP_PACKAGE = Path(ocpp_messages.__file__).parent
 
 
 class OcppSchemas:
@@ -119,13 +119,24 @@ class OcppSchemas:
     def __init__(self, *, validate_own: bool = True) -> None:
         self.validate_own = validate_own
 
-    _ACTIONS: ClassVar[dict[ProtocolVersion, frozenset[str]]] = {
-        ProtocolVersion.V201: frozenset(a.value for a in ActionV201),
-        ProtocolVersion.V21: frozenset(a.value for a in ActionV21),
-    }
+    _ACTIONS: ClassVar[dict[ProtocolVersion, frozenset[str]]] = {}
 
     def known_actions(self, version: ProtocolVersion) -> frozenset[str]:
-        return self._ACTIONS[version]
+        """The actions of ``version``: one ``<Action>Request.json`` schema each.
+
+        Read from the package's schema folder, the same list as its ``Action``
+        enum, without importing ``ocpp.v201``/``ocpp.v21`` (their message classes
+        cost some 3 MB each and are never used here).
+        """
+        known = self._ACTIONS.get(version)
+        if known is None:
+            folder = _OCPP_PACKAGE / f"v{_PACKAGE_VERSION[version].replace('.', '')}" / "schemas"
+            suffix = "Request.json"
+            known = frozenset(p.name.removesuffix(suffix) for p in folder.glob(f"*{suffix}"))
+            if not known:
+                raise ChargepointError(f"no OCPP {version.value} schemas in {folder}")
+            self._ACTIONS[version] = known
+        return known
 
     def check(
         self,

@@ -17,6 +17,10 @@ Keys are generated here and never leave the station.  The directory is mode
 0700 and every file 0600; each file is written to a temporary name, synced,
 then renamed, so a crash leaves the old file or the new one.
 
+``cryptography`` (some 12 MB resident) is imported only where a certificate,
+key or CSR is actually handled, never at start-up with an empty store: the
+service must stay small when no certificate work is done.
+
 :func:`client_tls_context` builds the ``ssl`` context for security profiles 2
 and 3, and :func:`describe_tls_failure` turns an ``ssl`` exception into the
 sentence an operator needs ("server certificate expired", ...).
@@ -32,12 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from chargepoint.ocpp.certificates import (
     CHARGING_STATION_CERTIFICATE,
@@ -49,6 +48,9 @@ from chargepoint.ocpp.certificates import (
     Outcome,
 )
 
+if TYPE_CHECKING:
+    from cryptography import x509
+
 logger = logging.getLogger(__name__)
 
 #: which installed root a signed certificate of each kind must chain to
@@ -58,6 +60,9 @@ _MAX_CHAIN_DEPTH = 8
 
 def _public_key_bytes(cert: x509.Certificate) -> bytes:
     """The subjectPublicKey BIT STRING value (RFC 6960 issuerKeyHash input)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: PLC0415
+
     key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
         return key.public_bytes(
@@ -78,12 +83,16 @@ def certificate_hash(cert: x509.Certificate, issuer: x509.Certificate) -> Certif
 
 
 def _spki(cert_or_key: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return cert_or_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm  # noqa: PLC0415
+
     if cert.issuer != issuer.subject:
         return False
     try:
@@ -135,8 +144,12 @@ class FileCertificateStore:
     # ------------------------------------------------------------- queries
     def roots(self, use: str) -> list[x509.Certificate]:
         folder = self.directory / "roots" / use
-        out = []
-        for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        out: list[x509.Certificate] = []
+        if not folder.is_dir():
+            return out
+        from cryptography import x509  # noqa: PLC0415
+
+        for path in sorted(folder.glob("*.pem")):
             try:
                 out.append(x509.load_pem_x509_certificate(path.read_bytes()))
             except ValueError:
@@ -144,9 +157,12 @@ class FileCertificateStore:
         return out
 
     def roots_pem(self, use: str) -> str:
-        return "".join(
-            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in self.roots(use)
-        )
+        roots = self.roots(use)
+        if not roots:
+            return ""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+        return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in roots)
 
     def station_credentials(
         self, use: str = CHARGING_STATION_CERTIFICATE
@@ -170,6 +186,8 @@ class FileCertificateStore:
                 out.append(InstalledCertificate(use_dir.name, certificate_hash(cert, issuer)))
         v2g = self.station_credentials(V2G_CERTIFICATE)
         if v2g is not None:
+            from cryptography import x509  # noqa: PLC0415
+
             chain = x509.load_pem_x509_certificates(v2g[0].read_bytes())
             issuer = chain[1] if len(chain) > 1 else self._issuer_of(chain[0])
             out.append(
@@ -190,6 +208,9 @@ class FileCertificateStore:
 
     # ------------------------------------------------------------ changes
     def install_root(self, use: str, pem: str) -> Outcome:
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+
         try:
             certs = x509.load_pem_x509_certificates(pem.encode())
         except ValueError as exc:
@@ -221,6 +242,8 @@ class FileCertificateStore:
         folder = self.directory / "roots"
         for use_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
             for path in sorted(use_dir.glob("*.pem")):
+                from cryptography import x509  # noqa: PLC0415
+
                 cert = x509.load_pem_x509_certificate(path.read_bytes())
                 if certificate_hash(cert, self._issuer_of(cert)) == target:
                     try:
@@ -232,6 +255,11 @@ class FileCertificateStore:
         return Outcome(False, "not found")
 
     def create_csr(self, use: str, common_name: str, organization: str) -> str:
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
         # A00.FR.4xx: an EC key on secp256r1, generated and kept on the station.
         key = ec.generate_private_key(ec.SECP256R1())
         names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
@@ -257,6 +285,9 @@ class FileCertificateStore:
         pending = self.directory / "pending" / f"{use}.key"
         if not pending.is_file():
             return Outcome(False, "no CSR pending for this certificate type")
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
         try:
             chain = x509.load_pem_x509_certificates(chain_pem.encode())
         except ValueError as exc:

@@ -23,6 +23,11 @@ bundle a TLS peer sends.  ``pki.json`` (written last) maps the
 
 The keys are unprotected: this is test material, never production
 credentials.
+
+Only :func:`create_test_pki` imports ``cryptography`` (some 12 MB resident):
+a service that reads an existing PKI with :func:`load_test_pki` never loads it,
+and one that has to create one calls :func:`create_test_pki_in_child`, which
+runs ``chargepoint pki create-test`` in a child interpreter.
 """
 
 from __future__ import annotations
@@ -30,16 +35,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from chargepoint.errors import ChargepointError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +151,9 @@ def _specs(secc_id: str, pcid: str, emaid: str) -> list[_Spec]:
 
 
 def _name(spec: _Spec) -> x509.Name:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name),
@@ -155,6 +165,8 @@ def _name(spec: _Spec) -> x509.Name:
 
 
 def _key_usage(usage: frozenset[str]) -> x509.KeyUsage:
+    from cryptography import x509  # noqa: PLC0415
+
     flags = {
         name: name in usage
         for name in (
@@ -177,6 +189,9 @@ def _issue(
     not_before: datetime,
     not_after: datetime,
 ) -> x509.Certificate:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+
     public = key.public_key()
     builder = (
         x509.CertificateBuilder()  # X.509 v3 is the builder's only version
@@ -214,6 +229,8 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -236,6 +253,9 @@ def create_test_pki(
     ``secc_validity`` = (not_before, not_after) overrides the window of the
     SECC certificate alone, e.g. to test an expired one.
     """
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     if validity_days <= 0:
         raise PkiError(f"validity_days must be positive, not {validity_days}")
     if directory.exists() and not directory.is_dir():
@@ -292,6 +312,26 @@ def create_test_pki(
     }
     _write(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644)
     logger.info("wrote an ISO 15118-20 test PKI for SECC %s to %s", secc_name, directory)
+    return load_test_pki(directory)
+
+
+def create_test_pki_in_child(
+    directory: Path, *, secc_name: str = DEFAULT_SECC_ID, timeout_s: float = 120.0
+) -> TestPki:
+    """:func:`create_test_pki` in a child interpreter (``python -m chargepoint pki create-test``).
+
+    For a long-running service: the key generation and ``cryptography`` stay
+    out of its memory.  Raises :class:`PkiError` with the child's message.
+    """
+    argv = [sys.executable, "-m", "chargepoint", "pki", "create-test", str(directory),
+            "--secc-id", secc_name]  # fmt: skip
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PkiError(f"cannot run {' '.join(argv[:4])}: {exc}") from exc
+    if done.returncode != 0:
+        message = done.stderr.strip().removeprefix("error: ") or f"exit code {done.returncode}"
+        raise PkiError(message)
     return load_test_pki(directory)
 
 

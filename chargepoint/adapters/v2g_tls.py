@@ -86,6 +86,13 @@ Peer authentication.
     certificate: server authentication only, e.g. with EIM.  FACTS.md reads
     [V2G20-2356], [V2G20-1237] and [V2G20-1264] as "-20 runs only over mutual
     TLS 1.3", so this is for lab setups; ``client_ca`` is then unused.
+
+Memory.
+    :func:`enforce_v2g20_policy` runs on every connection of the service; it
+    reads the peer key's algorithm from the DER certificate with a few lines
+    of ASN.1 walking (:func:`peer_key_algorithm`) instead of importing
+    ``cryptography`` (some 12 MB resident), which only
+    :func:`peer_certificate_summary` still needs.
 """
 
 from __future__ import annotations
@@ -93,12 +100,12 @@ from __future__ import annotations
 import logging
 import ssl
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed448
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from chargepoint.errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +114,12 @@ V2G20_CIPHER_SUITES = frozenset({"TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY130
 #: the key-exchange groups ISO 15118-20 allows, as ``set_ecdh_curve`` names them
 V2G20_GROUPS = ("secp521r1", "X448")
 DEFAULT_GROUP = "secp521r1"
+
+# DER contents of the object identifiers a -20 peer key may have (FACTS.md "TLS")
+_ID_EC_PUBLIC_KEY = bytes.fromhex("2a8648ce3d0201")  # 1.2.840.10045.2.1
+_SECP521R1 = bytes.fromhex("2b81040023")  # 1.3.132.0.35
+_ED448 = bytes.fromhex("2b6571")  # 1.3.101.113
+_SEQUENCE, _OID, _EXPLICIT_0 = 0x30, 0x06, 0xA0
 
 
 class V2gTlsPolicyError(RemoteProtocolError):
@@ -179,8 +192,75 @@ def evcc_client_context(
 
 
 def _peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> x509.Certificate | None:
+    from cryptography import x509  # noqa: PLC0415
+
     der = ssl_object.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der) if der else None
+
+
+def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the DER element at ``pos`` (its contents are der[start:end])."""
+    if pos + 2 > end:
+        raise ValueError("truncated DER")
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        size = length & 0x7F
+        if not 0 < size <= 4 or pos + size > end:
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos : pos + size], "big")
+        pos += size
+    if pos + length > end:
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _oid_text(content: bytes) -> str:
+    arcs: list[int] = []
+    value = 0
+    for byte in content:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        return "?"
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+def peer_key_algorithm(der: bytes) -> tuple[bytes, bytes | None]:
+    """(algorithm OID, parameter OID or None) of a DER X.509 certificate's public key.
+
+    The OIDs are DER contents (no tag and length).  Walks Certificate ->
+    tbsCertificate -> subjectPublicKeyInfo -> algorithm (RFC 5280 4.1);
+    raises ``ValueError`` on anything else.
+    """
+    tag, start, end = _tlv(der, 0, len(der))  # Certificate
+    if tag != _SEQUENCE:
+        raise ValueError("not a certificate")
+    tag, pos, tbs_end = _tlv(der, start, end)  # tbsCertificate
+    if tag != _SEQUENCE:
+        raise ValueError("no tbsCertificate")
+    tag, _, after = _tlv(der, pos, tbs_end)
+    if tag == _EXPLICIT_0:  # version
+        pos = after
+    for _ in range(5):  # serialNumber, signature, issuer, validity, subject
+        pos = _tlv(der, pos, tbs_end)[2]
+    tag, spki, spki_end = _tlv(der, pos, tbs_end)  # subjectPublicKeyInfo
+    if tag != _SEQUENCE:
+        raise ValueError("no subjectPublicKeyInfo")
+    tag, pos, alg_end = _tlv(der, spki, spki_end)  # AlgorithmIdentifier
+    if tag != _SEQUENCE:
+        raise ValueError("no key algorithm")
+    tag, start, end = _tlv(der, pos, alg_end)
+    if tag != _OID:
+        raise ValueError("no key algorithm OID")
+    algorithm = der[start:end]
+    if end == alg_end:
+        return algorithm, None
+    tag, start, param_end = _tlv(der, end, alg_end)
+    return algorithm, der[start:param_end] if tag == _OID else None
 
 
 def enforce_v2g20_policy(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> None:
@@ -198,18 +278,22 @@ def enforce_v2g20_policy(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> None:
     suite = cipher[0] if cipher else None
     if suite not in V2G20_CIPHER_SUITES:
         raise V2gTlsPolicyError(f"cipher suite {suite} is not allowed by ISO 15118-20")
-    cert = _peer_certificate(ssl_object)
-    if cert is None:
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
         return
-    public = cert.public_key()
-    p521 = isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP521R1)
-    if not (p521 or isinstance(public, ed448.Ed448PublicKey)):
-        raise V2gTlsPolicyError(
-            f"peer certificate key {type(public).__name__} is neither P-521 nor Ed448"
-        )
+    try:
+        algorithm, parameter = peer_key_algorithm(der)
+    except ValueError as exc:
+        raise V2gTlsPolicyError(f"peer certificate unreadable: {exc}") from None
+    p521 = algorithm == _ID_EC_PUBLIC_KEY and parameter == _SECP521R1
+    if not (p521 or algorithm == _ED448):
+        kind = _oid_text(algorithm) + ("" if parameter is None else f" {_oid_text(parameter)}")
+        raise V2gTlsPolicyError(f"peer certificate key {kind} is neither P-521 nor Ed448")
 
 
 def _cn(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(values[0].value) if values else ""
 

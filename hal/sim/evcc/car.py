@@ -41,6 +41,7 @@ from typing import Any
 from chargepoint.iec61851.cp_state import PilotOutput
 from chargepoint.iso15118.sdp import SDP_MULTICAST_ADDRESS, SDP_PORT, Security
 from hal.sim.ev import SimulatedEv
+from hal.sim.evcc.bounded import MessageLog, thin
 from hal.sim.evcc.errors import CarError, CarTimeoutError
 from hal.sim.evcc.outcome import (
     Action,
@@ -83,7 +84,7 @@ class TimelinePoint:
 class CarReport:
     ok: bool
     end_reason: str
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # first and last names of a long run
     energy_charged_wh: float = 0.0
     energy_discharged_wh: float = 0.0
     loops: int = 0
@@ -94,6 +95,7 @@ class CarReport:
     control_mode: str = ""
     timeline: list[TimelinePoint] = field(default_factory=list)
     error: CarError | None = None
+    messages_dropped: int = 0  # charge-loop names left out of ``messages`` (a long run)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (timeline as lists, error as text)."""
@@ -101,6 +103,7 @@ class CarReport:
             "ok": self.ok,
             "end_reason": self.end_reason,
             "messages": list(self.messages),
+            "messages_dropped": self.messages_dropped,
             "energy_charged_wh": self.energy_charged_wh,
             "energy_discharged_wh": self.energy_discharged_wh,
             "loops": self.loops,
@@ -144,10 +147,13 @@ class SimulatedCar:
         self._ac_current_a = 0.0
         self._charged_wh = 0.0
         self._discharged_wh = 0.0
-        self._messages: list[str] = []
+        # Per run (reset by run()): the car lives as long as the service and
+        # runs once per plug-in, so nothing here may grow across runs.
+        self._messages = MessageLog()
         self._loops = 0
         self._sessions = 0
         self._timeline: list[TimelinePoint] = []
+        self._timeline_step_s = timeline_interval_s
         self._t0 = 0.0
 
     # ------------------------------------------------------------------ API
@@ -172,7 +178,7 @@ class SimulatedCar:
             raise ValueError("give exactly one of sdp_target and host_port")
         target = _Target(sdp_target, host_port, ssl_context, interface, server_hostname)
         loop = asyncio.get_running_loop()
-        self._t0 = loop.time()
+        self._new_run(loop.time())
         if not self.ev.plugged:
             self.ev.plug()
         meter = asyncio.create_task(self._meter(), name="car-meter")
@@ -227,6 +233,18 @@ class SimulatedCar:
 
     # ------------------------------------------------------------ sessions
 
+    def _new_run(self, t0: float) -> None:
+        """Forget the previous run (its report was already handed out)."""
+        self._t0 = t0
+        self._last = None
+        self._charged_wh = 0.0
+        self._discharged_wh = 0.0
+        self._messages.clear()
+        self._loops = 0
+        self._sessions = 0
+        self._timeline = []
+        self._timeline_step_s = self.timeline_interval_s
+
     async def _one_session(self, target: _Target, resume: ResumeInfo | None) -> SessionResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.profile.communication_setup_timeout_s
@@ -258,7 +276,8 @@ class SimulatedCar:
         try:
             return await self._converse(session, reader, writer)
         finally:
-            self._messages += session.messages
+            self._messages.extend(session.messages)
+            self._messages.dropped += session.messages.dropped
             self._loops += session.loops
             self._last = session
             self._session = None
@@ -436,8 +455,10 @@ class SimulatedCar:
 
     def _sample(self, *, force: bool = False) -> None:
         now = asyncio.get_running_loop().time() - self._t0
-        if not force and self._timeline and now - self._timeline[-1].t_s < self.timeline_interval_s:
+        if not force and self._timeline and now - self._timeline[-1].t_s < self._timeline_step_s:
             return
+        if thin(self._timeline):  # a long run: keep its whole span at a coarser step
+            self._timeline_step_s *= 2
         session = self._session
         battery = self.ev.battery
         self._timeline.append(
@@ -472,6 +493,7 @@ class SimulatedCar:
             control_mode=self.profile.control_mode,
             timeline=list(self._timeline),
             error=error,
+            messages_dropped=self._messages.dropped,
         )
 
 

@@ -66,6 +66,7 @@ from chargepoint.iso15118.v2gtp import (
     encode_frame,
 )
 from hal.sim.evcc import requests as rq
+from hal.sim.evcc.bounded import MessageLog
 from hal.sim.evcc.checks import (
     EvseLimits,
     ac_cpd_limits,
@@ -236,7 +237,7 @@ class Evcc20Session:
         self.mobility_needs_mode = 1
         self.evse_limits = EvseLimits()
         self.schedule: ScheduleTupleInfo | None = None
-        self.messages: list[str] = []
+        self.messages = MessageLog()  # bounded: a charge loop may run for hours
         self.last_request: str | None = None
         self.last_response: str | None = None
         self.evse_present_voltage_v: float | None = None
