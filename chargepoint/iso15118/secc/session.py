@@ -182,6 +182,7 @@ class SeccSession:
         self._now = 0.0
         self._paused: _Paused | None = None
         self.last_request = ""  # name of the last request decoded (logs, live view)
+        self._handler_table = self._handlers()  # built once: not per charge-loop request
         self._reset_session()
 
     def _reset_session(self) -> None:
@@ -428,7 +429,7 @@ class SeccSession:
         if self._session_id is None or header.session_id != self._session_id:
             # [V2G20-...]: a request for another session ends this one
             raise _RequestRejected(_R.FAILED_UnknownSession, "wrong SessionID")
-        handler = self._handlers().get(type(msg))
+        handler = self._handler_table.get(type(msg))
         if handler is None:
             raise _RequestRejected(_R.FAILED_SequenceError, f"{type(msg).__name__} not supported")
         handler(msg, now)
