@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -28,10 +29,13 @@ from chargepoint.config import (
     CanPowerStageConfig,
     Config,
     EvseConfig,
+    PacketPlcConfig,
     SerialPilotBoardConfig,
     SimPilotBoardConfig,
+    SimPlcConfig,
     SimPowerStageConfig,
 )
+from chargepoint.errors import ConfigError
 from chargepoint.evse.controller import EvseController, EvseSettings
 from chargepoint.evse.events import (
     ClearFaults,
@@ -53,11 +57,14 @@ from hal.sim.plant import Plant
 from hal.sim.world import SimCommandError, SimWorld
 
 if TYPE_CHECKING:
+    from chargepoint.adapters.evse_slac import EvseSlac
     from chargepoint.adapters.iso15118_setup import Tls
     from chargepoint.adapters.ocpp_bridge import OcppBridge
     from chargepoint.adapters.ocpp_client import OcppClientSettings
     from chargepoint.adapters.v2g_server import V2gServer
     from chargepoint.ocpp.station_io import StationCommand
+    from hal.plc.link import PlcLink
+    from hal.plc.simulated import SimulatedPlcLine
     from hal.sim.evcc import SimulatedCar
 
 log = logging.getLogger(__name__)
@@ -65,7 +72,7 @@ log = logging.getLogger(__name__)
 SAFETY_STALL_S = 1.0  # watchdog is fed only if every safety loop passed this recently
 MAX_SETPOINT_W = 1.0e6  # far beyond any charger; the arbiter clamps to the real limits
 CAR_POLL_S = 0.05
-SIM_SLAC_S = 0.2
+SIM_SLAC_S = 0.2  # no PLC link configured: the car waits this long, as if SLAC ran
 
 
 class ServiceStop(Exception):  # noqa: N818 - a signal, not an error
@@ -82,6 +89,7 @@ class SimHardware:
     buses: list[can.BusABC] = field(default_factory=list)
     car: SimulatedCar | None = None  # with [iso15118]: the EV speaks ISO 15118-20
     car_report: dict[str, Any] | None = None  # the car's view of its last session
+    plc_line: SimulatedPlcLine | None = None  # evse.plc backend "sim": modem, line, car SLAC
 
     def tasks(self) -> list[Coroutine[Any, Any, None]]:
         coros: list[Coroutine[Any, Any, None]] = [self.world.run()]
@@ -89,6 +97,8 @@ class SimHardware:
             coros.append(self.board.run())
         if self.power_module is not None:
             coros.append(self.power_module.run())
+        if self.plc_line is not None:
+            coros.append(self.plc_line.run())
         return coros
 
 
@@ -137,6 +147,8 @@ class Station:
         self.control_socket = control_socket or Path(config.runtime.control_socket)
         self.runners: dict[int, EvseRunner] = {}
         self.v2g: dict[int, V2gServer] = {}
+        self.plc: dict[int, PlcLink] = {}
+        self.slac: dict[int, EvseSlac] = {}
         self.sim: dict[int, SimHardware] = {}
         self.listeners: list[Listener] = []
         self.ready = asyncio.Event()
@@ -231,9 +243,58 @@ class Station:
             stage = CanPowerStage(
                 bus, ps_cfg.node_id, off_current_threshold_a=ps_cfg.off_current_threshold_a
             )
+        if evse.plc is not None:
+            self.plc[evse.id] = self._plc_link(evse, hw, stack)
         sim_meter = hw.world.meter if hw is not None and evse.meter is not None else None
         isolation = hw.world.isolation if hw is not None and evse.isolation_monitor else None
         return EvseDevices(board=board, meter=sim_meter, power_stage=stage, isolation=isolation)
+
+    def _plc_link(self, evse: EvseConfig, hw: SimHardware | None, stack: AsyncExitStack
+                  ) -> PlcLink:  # fmt: skip
+        """The PLC modem: AF_PACKET on its interface, or the real driver over a frame
+        pipe to a simulated modem, power line and car SLAC stack."""
+        from hal.plc.driver import PacketPlcLink  # noqa: PLC0415
+
+        cfg = evse.plc
+        link: PacketPlcLink
+        if isinstance(cfg, PacketPlcConfig):
+            link = PacketPlcLink(cfg.interface)
+        else:
+            assert isinstance(cfg, SimPlcConfig)
+            if hw is None:
+                raise ConfigError(
+                    "evse", [(f"evse {evse.id}.plc", "backend 'sim' needs a simulated pilot board")]
+                )
+            hw.plc_line, host = self._sim_plc_line()
+            iso = self.config.iso15118
+            assert iso is not None
+            link = PacketPlcLink.over_socket(
+                host, interface=iso.interface, host_mac=_local_mac(evse.id)
+            )
+        stack.push_async_callback(link.close)
+        return link
+
+    def _sim_plc_line(self) -> tuple[SimulatedPlcLine, socket.socket]:
+        """The far side (modem, power line, car) and the host end of its frame pipe."""
+        from hal.plc.simulated import (  # noqa: PLC0415
+            CarBehaviour,
+            CarStops,
+            PlcChannel,
+            SimulatedPlcLine,
+            open_frame_pipe,
+        )
+
+        sim_cfg = self.config.sim
+        host, far = open_frame_pipe()
+        channel = PlcChannel(
+            loss=sim_cfg.slac_loss if sim_cfg else 0.0,
+            attenuation_db=sim_cfg.slac_attenuation_db if sim_cfg else 22.0,
+        )
+        car = CarBehaviour(
+            stops=CarStops(sim_cfg.slac_fail) if sim_cfg else CarStops.NEVER,
+            start_delay_s=sim_cfg.slac_delay_s if sim_cfg else 0.0,
+        )
+        return SimulatedPlcLine(far, channel=channel, car=car), host
 
     def _sim_car(self, ev: SimulatedEv) -> SimulatedCar:
         from hal.sim.evcc import CarControls, CarProfile, SimulatedCar  # noqa: PLC0415
@@ -251,24 +312,73 @@ class Station:
         controls = CarControls(target_soc_pct=sim_cfg.target_soc_pct if sim_cfg else 80.0)
         return SimulatedCar(ev, profile, controls)
 
-    async def _run_car(self, hw: SimHardware) -> None:
-        """The simulated car: on every plug-in, (simulated) SLAC, then one -20 session."""
-        from chargepoint.adapters.iso15118_setup import car_tls  # noqa: PLC0415
+    def _evse_slac(self, evse: EvseConfig, runner: EvseRunner, link: PlcLink) -> EvseSlac:
+        """SLAC for one EVSE, wired to its runner and V2G server."""
+        from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
+        from chargepoint.adapters.evse_slac import EvseSlac  # noqa: PLC0415
+
+        slac = EvseSlac(runner, link, setup.slac_settings(evse))
+        server = self.v2g.get(evse.id)
+        if server is not None:
+            server.link_up = slac.gate.ready.is_set
+            server.listeners.append(slac.session_action)
+            slac.gate.on_lost.append(server.link_lost)
+        return slac
+
+    async def _run_plc_line(self, hw: SimHardware) -> None:
+        """The simulated car's modem follows the plug: SLAC starts on plug-in, the car's
+        modem leaves the logical network on unplug."""
+        line = hw.plc_line
+        assert line is not None
+        ev = hw.world.ev
+        while True:
+            await _poll_until(lambda: ev.plugged)
+            line.plug()
+            await _poll_until(lambda: not ev.plugged)
+            line.unplug()
+
+    async def _run_car(self, evse_id: int, hw: SimHardware) -> None:
+        """The simulated car: on every plug-in, SLAC (simulated PLC link, or a pause as if
+        it ran), then one -20 session."""
+        from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
         from hal.sim.evcc import CarError  # noqa: PLC0415
 
         car = hw.car
         assert car is not None
         ev = hw.world.ev
-        ssl_context = car_tls(self._tls.pki) if self._tls is not None and car.profile.tls else None
+        cfg = self.config.iso15118
+        assert cfg is not None
+        evse = next(e for e in self.config.evse if e.id == evse_id)
+        interface = setup.ipv6_interface(cfg, evse)
+        loopback = interface == setup.LOOPBACK_INTERFACE
+
+        def sdp_target(port: int | None) -> tuple[str, int]:
+            """Loopback: ``::1``; a PLC interface: the SDP multicast group on it."""
+            assert port is not None
+            return ("::1", port) if loopback else ("ff02::1", port)
+
+        tls = self._tls
+        ssl_context = setup.car_tls(tls.pki) if tls is not None and car.profile.tls else None
         while True:
             await _poll_until(lambda: ev.plugged)
-            await asyncio.sleep(SIM_SLAC_S)  # ISO 15118-3 SLAC is simulated: the link comes up
+            slac = self.slac.get(evse_id)
+            if slac is None:
+                await asyncio.sleep(SIM_SLAC_S)  # no PLC link configured: as if SLAC ran
+            else:
+                gate = slac.gate
+                await _poll_until(lambda: gate.up or not ev.plugged)  # noqa: B023
+                if not ev.plugged:
+                    continue  # SLAC failed (or was made to) until the car was unplugged
             await self.sdp_ready.wait()
             assert self.sdp_port is not None
             car.controls.stop = False
             car.controls.pause = False
             try:
-                report = await car.run(sdp_target=("::1", self.sdp_port), ssl_context=ssl_context)
+                report = await car.run(
+                    sdp_target=sdp_target(self.sdp_port),
+                    interface=None if loopback else interface,
+                    ssl_context=ssl_context,
+                )
                 hw.car_report = report.to_dict()
                 log.info("sim car: session done (%s)", report.end_reason)
             except CarError as exc:
@@ -322,6 +432,10 @@ class Station:
             await runner.read_meter()  # registers known before anything is reported
             if self.config.iso15118 is not None:
                 self.v2g[evse_id] = self._v2g_server(evse, runner, caps)
+            link = self.plc.get(evse_id)
+            if link is not None:
+                await link.open()  # HalInitError: no such interface, no CAP_NET_RAW
+                self.slac[evse_id] = self._evse_slac(evse, runner, link)
         crashed: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as tg:
@@ -337,11 +451,16 @@ class Station:
                 for evse_id, server in self.v2g.items():
                     tg.create_task(_named(f"evse{evse_id}-v2g", server.serve()))
                     tg.create_task(_named(f"evse{evse_id}-v2g-evse", server.evse_loop()))
+                for evse_id, slac in self.slac.items():
+                    tg.create_task(_named(f"evse{evse_id}-slac", slac.run()))
                 if self._sdp is not None:
-                    tg.create_task(_named("sdp", self._serve_sdp()))
+                    for name, coro in self._sdp_responders():
+                        tg.create_task(_named(name, coro))
                 for evse_id, hw in self.sim.items():
                     if hw.car is not None and evse_id in self.v2g:
-                        tg.create_task(_named(f"sim-car{evse_id}", self._run_car(hw)))
+                        tg.create_task(_named(f"sim-car{evse_id}", self._run_car(evse_id, hw)))
+                    if hw.plc_line is not None:
+                        tg.create_task(_named(f"sim-plc{evse_id}", self._run_plc_line(hw)))
                 control_ready = asyncio.Event()
                 tg.create_task(
                     _named(
@@ -367,6 +486,8 @@ class Station:
             self._notifier.notify("STOPPING=1")
             for runner in self.runners.values():
                 await runner.shutdown()
+            for link in self.plc.values():
+                await link.close()  # before the simulated modems go away
         if crashed is not None:
             raise crashed
 
@@ -398,7 +519,7 @@ class Station:
         assert cfg is not None
         if self._tls is None:
             self._tls = setup.tls_material(cfg)
-        host, _address = setup.server_host(cfg)
+        host, _address = setup.server_host(setup.ipv6_interface(cfg, evse))
         port = 0 if cfg.port == 0 else min(65535, cfg.port + evse.id - 1)
         return V2gServer(
             runner,
@@ -410,18 +531,36 @@ class Station:
             tls_policy=enforce_v2g20_policy if self._tls.server is not None else None,
         )
 
-    async def _serve_sdp(self) -> None:
-        """One SDP responder for the first EVSE's server (one PLC link per EVSE in the field)."""
+    def _sdp_responders(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """One SDP responder per PLC interface; one on loopback for the first EVSE
+        there (simulation: a single car, or an external EVCC on ``::1``)."""
+        from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
+
+        cfg = self.config.iso15118
+        assert cfg is not None
+        responders: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        interfaces: set[str] = set()
+        for evse in self.config.evse:
+            interface = setup.ipv6_interface(cfg, evse)
+            if evse.id not in self.v2g or interface in interfaces:
+                continue
+            interfaces.add(interface)
+            responders.append((f"sdp-{interface}", self._serve_sdp(evse.id, interface)))
+        return responders
+
+    async def _serve_sdp(self, evse_id: int, interface: str) -> None:
+        """Announce EVSE ``evse_id``'s V2G server on ``interface``; with a PLC link only
+        once SLAC reported link ready (ISO 15118-3 D-LINK_READY)."""
         from chargepoint.adapters import iso15118_setup as setup  # noqa: PLC0415
         from chargepoint.adapters.sdp_server import serve_sdp  # noqa: PLC0415
         from chargepoint.iso15118.sdp import SdpResponder, SeccEndpoint  # noqa: PLC0415
 
         cfg = self.config.iso15118
         assert cfg is not None
-        server = next(iter(self.v2g.values()))
+        server = self.v2g[evse_id]
         await server.listening.wait()
         assert server.bound_port is not None
-        _host, address = setup.server_host(cfg)
+        _host, address = setup.server_host(interface)
         assert address is not None
         endpoint = SeccEndpoint(address, server.bound_port)
         tls = server.ssl_context is not None
@@ -430,7 +569,8 @@ class Station:
             tcp=None if tls else endpoint,
             allow_plain_tcp=not tls,
         )
-        loopback = cfg.interface == setup.LOOPBACK_INTERFACE
+        loopback = interface == setup.LOOPBACK_INTERFACE
+        slac = self.slac.get(evse_id)
 
         def ready(port: int) -> None:
             self.sdp_port = port
@@ -438,12 +578,13 @@ class Station:
 
         await serve_sdp(
             responder,
-            interface=None if loopback else cfg.interface,
+            interface=None if loopback else interface,
             port=cfg.sdp_port,
             bind_address="::1" if loopback else "::",
             join_multicast=not loopback,
             link_local_peers_only=not loopback,
             on_ready=ready,
+            accepting=None if slac is None else slac.gate.ready.is_set,
         )
 
     async def _announce_ready(self, control_ready: asyncio.Event) -> None:
@@ -486,6 +627,12 @@ class Station:
             name, args = request.get("name"), request.get("args", [])
             if not isinstance(name, str) or not isinstance(args, list):
                 raise ControlRequestError("sim needs 'name' (string) and 'args' (list)")
+            if name == "slac":
+                if hw.plc_line is None:
+                    raise ControlRequestError(f"evse {runner.evse_id} has no simulated PLC link")
+                _slac_command(hw.plc_line, [str(a) for a in args])
+                log.info("sim slac: %s", " ".join(str(a) for a in args))
+                return self.evse_status(runner)
             if hw.car is not None and name in CAR_COMMANDS:
                 _car_command(hw.car, name, [str(a) for a in args])
                 log.info("sim car command: %s %s", name, " ".join(str(a) for a in args))
@@ -604,7 +751,17 @@ class Station:
             "iso15118": self._v2g_status(runner.evse_id),
             "car": None if hw is None or hw.car is None else hw.car.status(),
             "car_report": None if hw is None else hw.car_report,
+            "slac": None if runner.evse_id not in self.slac else self._slac_status(runner.evse_id),
         }
+
+    def _slac_status(self, evse_id: int) -> dict[str, Any]:
+        slac = self.slac[evse_id]
+        found = slac.status.to_dict()
+        stats = slac.link.stats
+        found["frames_rx"] = stats.frames_rx
+        found["frames_tx"] = stats.frames_tx
+        found["dropped"] = sum(stats.dropped.values())
+        return found
 
     def _ev_soc(self, evse_id: int) -> float | None:
         """SoC the EV reported in the current ISO 15118-20 session (for OCPP meter values)."""
@@ -639,6 +796,11 @@ class Station:
             "sessions": stats.sessions,
             "last_end": stats.last_end,
         }
+
+
+def _local_mac(evse_id: int) -> bytes:
+    """A locally administered unicast MAC for a simulated PLC link's host end."""
+    return bytes((0x02, 0x43, 0x50, 0x00, (evse_id >> 8) & 0xFF, evse_id & 0xFF))
 
 
 def _prepare_state_dir(path: Path) -> None:
@@ -710,6 +872,48 @@ def _car_command(car: SimulatedCar, name: str, args: list[str]) -> None:
             raise ControlRequestError(
                 "car commands: stop | pause | resume | discharge on [W] | discharge off | "
                 "departure SECONDS | target-soc PCT | car-fault KIND|off"
+            )
+
+
+def _slac_command(line: SimulatedPlcLine, args: list[str]) -> None:
+    """``chargepoint sim slac ...``: how the simulated car's SLAC behaves from its next
+    plug-in (fail part-way, start late, a lossy or attenuating power line)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from hal.plc.simulated import CarStops  # noqa: PLC0415
+
+    def number(text: str, low: float, high: float, what: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ControlRequestError(f"slac {what}: not a number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise ControlRequestError(f"slac {what} must be within {low:g}..{high:g}")
+        return value
+
+    car = line.car
+    match args:
+        case ["ok"]:
+            car.behaviour = replace(car.behaviour, stops=CarStops.NEVER, start_delay_s=0.0)
+            line.channel = replace(line.channel, loss=0.0)
+        case ["fail", *where] if len(where) <= 1:
+            try:
+                stops = CarStops(where[0] if where else CarStops.AFTER_PARM.value)
+            except ValueError:
+                names = ", ".join(c.value for c in CarStops if c is not CarStops.NEVER)
+                raise ControlRequestError(f"slac fail: one of {names}") from None
+            car.behaviour = replace(car.behaviour, stops=stops)
+        case ["slow", seconds]:
+            delay = number(seconds, 0, 60, "slow (s)")
+            car.behaviour = replace(car.behaviour, start_delay_s=delay)
+        case ["loss", fraction]:
+            line.channel = replace(line.channel, loss=number(fraction, 0, 0.9, "loss"))
+        case ["attenuation", db]:
+            line.channel = replace(line.channel, attenuation_db=number(db, 0, 80, "attenuation"))
+        case _:
+            raise ControlRequestError(
+                "slac commands (from the next plug-in): ok | fail [after_parm|after_sounds|"
+                "after_atten_char|after_match] | slow SECONDS | loss FRACTION | attenuation DB"
             )
 
 

@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="drive the simulated EV of a running service")
     p.add_argument(
-        "command", help="plug, unplug, start, stop, status, soc PCT, fault KIND [on|off]"
+        "command",
+        help="plug, unplug, start, stop, status, soc PCT, fault KIND [on|off], setpoint W, "
+        "car commands (stop, pause, discharge on, ...), slac ok|fail [WHERE]|slow S|loss P",
     )
     p.add_argument("args", nargs="*")
     p.add_argument("--evse", type=int, default=1)

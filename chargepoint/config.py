@@ -399,6 +399,39 @@ class SimMeterConfig(_Model):
 MeterConfig = SimMeterConfig
 
 
+# --------------------------------------------------------------------------- PLC (ISO 15118-3)
+
+
+class _PlcCommon(_Model):
+    """SLAC settings shared by every PLC backend (ISO 15118-3 clause 9)."""
+
+    # TT_EVSE_SLAC_init: CP B -> first CM_SLAC_PARM.REQ; 20..50 s [V2G3-M06-07]
+    slac_init_s: Annotated[Float, Field(ge=20, le=50)] = 40.0
+    # E/F wake-up step when no car asks for SLAC; None: AC EVSEs only (5 % PWM) [V2G3-M06-07]
+    ef_wakeup: Bool | None = None
+    # False: modems without VS_PL_LINK_STATUS (link ready at CM_SLAC_MATCH.CNF)
+    confirm_join: Bool = True
+
+
+class PacketPlcConfig(_PlcCommon):
+    """A HomePlug Green PHY modem on a network interface (``eth1`` for a QCA7000 on
+    ``qcaspi``): SLAC over an AF_PACKET socket (needs CAP_NET_RAW), then SDP and the
+    V2G server on the interface's IPv6 link-local address."""
+
+    backend: Literal["packet"]
+    interface: Annotated[str, Field(min_length=1, max_length=15)]
+
+
+class SimPlcConfig(_PlcCommon):
+    """A simulated modem, power line and car SLAC stack on the far side of a frame
+    pipe, driven by the real driver; IPv6 then runs on ``[iso15118].interface``."""
+
+    backend: Literal["sim"]
+
+
+PlcConfig = Annotated[PacketPlcConfig | SimPlcConfig, Field(discriminator="backend")]
+
+
 # --------------------------------------------------------------------------- EVSE
 
 # OCPP 2.0.1 ConnectorEnumType plus a few OCPP 2.1 additions. Others only warn:
@@ -491,6 +524,9 @@ class EvseConfig(_Model):
     power_stage: PowerStageConfig | None = None  # DC only
     isolation_monitor: IsolationMonitorConfig | None = None  # DC only
     meter: MeterConfig | None = None  # None: no metering (no real meter driver yet)
+    # The PLC modem the car talks ISO 15118 through (needs [iso15118]); None: no SLAC
+    # (an EVCC reaches [iso15118].interface directly: lab, loopback)
+    plc: PlcConfig | None = None
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Self:
@@ -595,6 +631,9 @@ Iso20Service = Literal["DC_BPT", "DC", "AC_BPT", "AC"]
 ControlMode = Literal["scheduled", "dynamic"]
 
 
+SlacFailure = Literal["never", "after_parm", "after_sounds", "after_atten_char", "after_match"]
+
+
 class SimEvConfig(_Model):
     """The simulated vehicle plugged into every simulated EVSE (``[sim]``)."""
 
@@ -605,6 +644,11 @@ class SimEvConfig(_Model):
     phases: Phases = 3
     max_discharge_power_w: Annotated[Float, Field(ge=0)] = 11_000.0  # 0: no V2G
     wants_ventilation: Bool = False  # signal state D instead of C
+    # With a simulated PLC link (evse.plc backend "sim"): the car's SLAC stack
+    slac_fail: SlacFailure = "never"  # where the car's SLAC gives up for good
+    slac_delay_s: Annotated[Float, Field(ge=0, le=60)] = 0.0  # plug -> first CM_SLAC_PARM.REQ
+    slac_loss: Annotated[Float, Field(ge=0, le=0.9)] = 0.0  # frames lost on the power line
+    slac_attenuation_db: Annotated[Float, Field(ge=0, le=80)] = 22.0  # mean, car -> charger
     # With [iso15118]: the simulated car speaks ISO 15118-20 (our own EVCC).
     simulated_car: Bool = True  # False: an external EVCC drives the session (interop tests)
     hlc_service: Iso20Service = "DC_BPT"
@@ -788,6 +832,18 @@ class Config(_Model):
                 )
             else:
                 seen[evse.id] = index
+            if evse.plc is not None and self.iso15118 is None:
+                problems.append((("evse", index, "plc"), "needs an [iso15118] section", None))
+        interfaces = [e.plc.interface for e in self.evse if isinstance(e.plc, PacketPlcConfig)]
+        for index, evse in enumerate(self.evse):
+            if isinstance(evse.plc, PacketPlcConfig) and interfaces.count(evse.plc.interface) > 1:
+                problems.append(
+                    (
+                        ("evse", index, "plc", "interface"),
+                        "each EVSE needs its own PLC modem (one car per logical network)",
+                        evse.plc.interface,
+                    )
+                )
         _fail(problems, type(self).__name__)
         context = info.context if isinstance(info.context, Mapping) else {}
         source = context.get("source")
@@ -851,6 +907,7 @@ def _mixed_backend_warnings(index: int, evse: EvseConfig) -> list[str]:
             ("power_stage", evse.power_stage),
             ("isolation_monitor", evse.isolation_monitor),
             ("meter", evse.meter),
+            ("plc", evse.plc),
         )
         if part is not None and part.backend == "sim"
     ]

@@ -78,10 +78,24 @@ async def _session(sock: Path, evse: int, phase_s: float, out: TextIO) -> int:
             print(_line(await status()), file=out, flush=True)
             await asyncio.sleep(min(1.0, max(0.0, end - now)))
 
-    print(f"EVSE {evse}: plugging in the simulated ISO 15118-20 car (SLAC simulated)", file=out)
-    print(_header(), file=out)
+    has_plc = (await status()).get("slac") is not None
+    plc = "SLAC over a simulated PLC link" if has_plc else "no PLC link configured"
+    print(f"EVSE {evse}: plugging in the simulated ISO 15118-20 car ({plc})", file=out)
     await sim("discharge", "on")  # the driver allows V2G in the car
     await sim("plug")
+    if has_plc:
+        st = await wait_for(
+            "the PLC link (SLAC)", lambda s: (s.get("slac") or {}).get("link_ready")
+        )
+        slac = st["slac"]
+        attenuation = slac["attenuation_db"]
+        print(
+            f"EVSE {evse}: SLAC matched car {slac['ev_mac']} in {slac['match_time_s']:.3f} s "
+            f"(NID {slac['nid']}, attenuation "
+            f"{'-' if attenuation is None else f'{attenuation:.1f} dB'}): PLC link ready",
+            file=out,
+        )
+    print(_header(), file=out)
     await _follow_until(status, out, lambda s: _iso(s).get("state") == "charge_loop")
     st = await status()
     iso = _iso(st)
@@ -108,6 +122,9 @@ async def _session(sock: Path, evse: int, phase_s: float, out: TextIO) -> int:
         "the session summary",
         lambda s: s["state"] == "idle" and s["last_session"] is not None,
     )
+    if has_plc:
+        st = await wait_for("the PLC link left", lambda s: s["slac"]["state"] == "idle")
+        print(f"EVSE {evse}: PLC link left ({st['slac']['last_lost']})", file=out)
     return _summary(st, out)
 
 

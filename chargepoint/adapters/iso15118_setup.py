@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chargepoint.adapters.v2g_pki import TestPki, create_test_pki_in_child, load_test_pki
 from chargepoint.adapters.v2g_tls import evcc_client_context, secc_server_context
@@ -22,6 +23,9 @@ from chargepoint.iso15118.secc.session import SeccSession
 from chargepoint.iso15118.secc.settings import SeccSettings, SeccTimings, ServiceId
 from chargepoint.power.arbitration import Arbiter, PowerLimits
 from hal.power_stage import PowerStageCapabilities
+
+if TYPE_CHECKING:
+    from chargepoint.slac.matcher import SlacSettings
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +159,32 @@ def _test_pki(directory: Path) -> TestPki:
     return create_test_pki_in_child(directory)  # cryptography stays out of the service
 
 
-def server_host(cfg: Iso15118Config) -> tuple[str, IPv6Address | None]:
+def ipv6_interface(cfg: Iso15118Config, evse: EvseConfig) -> str:
+    """Where the car's IPv6 traffic arrives: the EVSE's PLC modem, else ``[iso15118]``'s
+    interface (loopback, or a lab EVCC on Ethernet; a simulated PLC link carries
+    only SLAC frames, so its IPv6 also runs there)."""
+    if evse.plc is not None and evse.plc.backend == "packet":
+        return evse.plc.interface
+    return cfg.interface
+
+
+def server_host(interface: str) -> tuple[str, IPv6Address | None]:
     """Where the V2G server listens: ``::1`` on loopback, else the link-local address."""
-    if cfg.interface == LOOPBACK_INTERFACE:
+    if interface == LOOPBACK_INTERFACE:
         return "::1", IPv6Address("::1")
     from chargepoint.adapters.sdp_server import link_local_address  # noqa: PLC0415
 
-    address = link_local_address(cfg.interface)
-    return f"{address}%{cfg.interface}", address
+    address = link_local_address(interface)
+    return f"{address}%{interface}", address
+
+
+def slac_settings(evse: EvseConfig) -> SlacSettings:
+    """ISO 15118-3 timers from ``[evse.plc]``; E/F wake-up for AC by default [V2G3-M06-07]."""
+    from chargepoint.slac.matcher import SlacSettings  # noqa: PLC0415 - only with a PLC link
+
+    plc = evse.plc
+    assert plc is not None
+    ef_wakeup = evse.kind == "ac" if plc.ef_wakeup is None else plc.ef_wakeup
+    return SlacSettings(
+        slac_init_s=plc.slac_init_s, ef_wakeup=ef_wakeup, confirm_join=plc.confirm_join
+    )

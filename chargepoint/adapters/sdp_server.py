@@ -111,8 +111,10 @@ class _SdpProtocol(asyncio.DatagramProtocol):
         responder: SdpResponder,
         peer_scope: int | None,
         closed: asyncio.Future[None],
+        accepting: Callable[[], bool] | None = None,
     ) -> None:
         self._responder = responder
+        self._accepting = accepting
         self._peer_scope = peer_scope
         self._closed = closed
         self._transport: asyncio.DatagramTransport | None = None
@@ -129,6 +131,10 @@ class _SdpProtocol(asyncio.DatagramProtocol):
             log.debug(
                 "SDP: ignoring datagram from %s (scope %d) not on our interface", peer, scope_id
             )
+            return
+        if self._accepting is not None and not self._accepting():
+            # ISO 15118-3: SDP starts after D-LINK_READY; no car of ours is on the link
+            log.info("SDP: request from %s not answered: no PLC link yet", peer)
             return
         try:
             reply = self._responder.respond(data)
@@ -201,6 +207,7 @@ async def serve_sdp(
     join_multicast: bool = True,
     link_local_peers_only: bool = True,
     on_ready: Callable[[int], None] | None = None,
+    accepting: Callable[[], bool] | None = None,
 ) -> None:
     """Answer SDP requests until cancelled.
 
@@ -213,7 +220,8 @@ async def serve_sdp(
     the PLC link); datagrams arriving from elsewhere are ignored.
 
     ``port``: UDP port (15118; 0 for an ephemeral port).  ``on_ready`` is called
-    with the bound port once the socket is listening.
+    with the bound port once the socket is listening. ``accepting``: requests are
+    answered only while it returns True (the PLC link is ready).
 
     Raises :class:`ConfigError` for an unknown interface or ``join_multicast``
     without an interface, :class:`OSError` if the socket cannot be set up.
@@ -238,7 +246,9 @@ async def serve_sdp(
     closed: asyncio.Future[None] = loop.create_future()
     try:
         transport, _protocol = await loop.create_datagram_endpoint(
-            lambda: _SdpProtocol(responder, ifindex if link_local_peers_only else None, closed),
+            lambda: _SdpProtocol(
+                responder, ifindex if link_local_peers_only else None, closed, accepting
+            ),
             sock=sock,
         )
     except OSError:

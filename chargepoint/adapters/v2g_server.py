@@ -95,6 +95,7 @@ class V2gServer:
         ssl_context: ssl.SSLContext | None,
         tls_policy: Callable[[ssl.SSLObject], None] | None = None,
         listeners: list[SessionListener] | None = None,
+        link_up: Callable[[], bool] | None = None,
     ) -> None:
         self.runner = runner
         self.session = session
@@ -104,6 +105,8 @@ class V2gServer:
         self.ssl_context = ssl_context
         self.tls_policy = tls_policy
         self.listeners: list[SessionListener] = listeners if listeners is not None else []
+        # With a PLC link: only a car that joined our logical network is served
+        self.link_up = link_up
         self.stats = SessionStats()
         self.bound_port: int | None = None
         self.listening = asyncio.Event()
@@ -175,6 +178,16 @@ class V2gServer:
 
     async def stop_requested(self, reason: str) -> None:
         await self._feed(StopRequested(reason))
+
+    async def link_lost(self, reason: str) -> None:
+        """The PLC link went (unplug, link down, D-LINK_TERMINATE): end the session;
+        the controller then takes the power path to its safe state."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        log.info("evse %d: closing the V2G connection: PLC link lost (%s)", self.evse_id, reason)
+        writer.close()
+        await self._feed(ConnectionLost(f"PLC link lost: {reason}"))
 
     async def evse_loop(self) -> None:
         """Feed EVSE changes and timers into the session (runs for the service's life)."""
@@ -248,6 +261,11 @@ class V2gServer:
         peer_text = f"[{peer[0]}]:{peer[1]}" if peer else "?"
         if self.session.active or self._writer is not None:
             log.warning("evse %d: refusing %s: a session is running", self.evse_id, peer_text)
+            writer.close()
+            return
+        if self.link_up is not None and not self.link_up():
+            # ISO 15118-3: IPv6 traffic starts after D-LINK_READY; this is no car of ours
+            log.warning("evse %d: refusing %s: no PLC link (SLAC)", self.evse_id, peer_text)
             writer.close()
             return
         ssl_object = writer.get_extra_info("ssl_object")

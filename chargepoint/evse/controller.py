@@ -48,8 +48,10 @@ from chargepoint.evse.events import (
     Event,
     HlcContactors,
     HlcIsolationMonitor,
+    HlcLinkFailed,
     HlcPower,
     HlcSessionEnded,
+    HlcWakeUp,
     IsolationObserved,
     PilotObserved,
     PowerStageObserved,
@@ -163,6 +165,7 @@ class EvseController:
         self._hlc_pause_until: float | None = None  # X1 pause before the next attempt
         self._basic_mode = False  # AC fallback: basic charging after failed sessions
         self._hlc_stop_deadline: float | None = None  # EVSE stop: the EV must have stopped
+        self._wake_until: float | None = None  # ISO 15118-3 E/F step: F until then, then 5 %
 
     # -- trigger stubs, bound by Machine from TRANSITIONS (model_override=True) --
     def ev_plugged(self) -> bool:
@@ -291,6 +294,11 @@ class EvseController:
                     self._stage_off()
                 if failed:
                     self._on_hlc_failure(now)
+            case HlcWakeUp(duration_s=duration_s):
+                self._on_wake_up(duration_s, now)
+            case HlcLinkFailed():
+                self._wake_until = None
+                self._on_hlc_failure(now)  # ISO 15118-3 X1 request: like a failed session
         return self._flush()
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -341,6 +349,12 @@ class EvseController:
             self._hlc_contactors = False  # not again in this session
             if self.state is EvseState.CHARGING:
                 self._go(self.hlc_stop, now)  # the EV ignored the stop: power off, then open
+        if self._wake_until is not None and now >= self._wake_until:
+            self._wake_until = None
+            if self.state is EvseState.READY and self._should_offer():
+                self._set_pwm(self._duty(), now)  # end of the E/F step: 5 % again
+            elif self.state is not EvseState.FAULT:
+                self._set_x1(now)
         pause = self._hlc_pause_until
         if pause is not None and math.isfinite(pause) and now >= pause:
             self._hlc_pause_until = None
@@ -378,6 +392,8 @@ class EvseController:
             deadlines.append(self._hlc_pause_until)
         if self._hlc_stop_deadline is not None:
             deadlines.append(self._hlc_stop_deadline)
+        if self._wake_until is not None:
+            deadlines.append(self._wake_until)
         return min(deadlines) if deadlines else None
 
     # -- event handlers ------------------------------------------------------
@@ -491,6 +507,18 @@ class EvseController:
             self._hlc_pause_until = math.inf  # no more attempts until the EV is unplugged
             self._withdraw(now)
 
+    def _on_wake_up(self, duration_s: float, now: float) -> None:
+        """E/F step [V2G3-M06-07]: only while 5 % invites a car that has not answered."""
+        if (
+            self._hlc_offer()
+            and self.state is EvseState.READY
+            and self._pwm_duty is not None
+            and not self._hlc_contactors
+            and self._wake_until is None
+        ):
+            self._wake_until = now + max(0.0, duration_s)
+            self._set_f(now, until=None)
+
     def _hlc_power_refusal(self, request: HlcPower) -> str | None:
         if not self.settings.has_power_stage:
             return None if request.phase is PowerPhase.ENERGY else "no DC power stage"
@@ -525,6 +553,7 @@ class EvseController:
                 self._try_clear(now, operator=False)  # unplugged: clear what has gone
             return
         if cp is CpState.A:
+            self._wake_until = None
             self._hlc_contactors = False
             self._hlc_stop_deadline = None
             self._hlc_failures = 0
@@ -588,6 +617,8 @@ class EvseController:
             self._go(self.withdraw, now)
 
     def _update_offer(self, now: float) -> None:
+        if self._wake_until is not None and self.state is EvseState.READY:
+            return  # the E/F step ends on its own timer, then the duty is set anew
         if self.state in (EvseState.READY, EvseState.CHARGING):
             if self.offered_current_a() < MIN_BASIC_CURRENT_A:
                 self._go(self.withdraw, now)
@@ -713,6 +744,7 @@ class EvseController:
         if not new:
             return
         self._out.extend(FaultLatched(f) for f in new)
+        self._wake_until = None
         if self.state is not EvseState.FAULT:
             self._go(self.fault, now)
         else:

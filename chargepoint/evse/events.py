@@ -113,6 +113,21 @@ class HlcSessionEnded:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class HlcWakeUp:
+    """ISO 15118-3 E/F step: no car asked for SLAC while 5 % was offered; drive F for
+    ``duration_s`` (T_step_EF), then 5 % again [V2G3-M06-07]."""
+
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HlcLinkFailed:
+    """SLAC gave up on this plug-in (its X1 request): one failed HLC attempt."""
+
+    reason: str = ""
+
+
 Event = (
     PilotObserved
     | PowerStageObserved
@@ -127,4 +142,6 @@ Event = (
     | HlcContactors
     | HlcIsolationMonitor
     | HlcSessionEnded
+    | HlcWakeUp
+    | HlcLinkFailed
 )

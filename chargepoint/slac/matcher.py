@@ -261,13 +261,21 @@ class LinkLost:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptDropped:
+    """One car's run ended unmatched (it may be crosstalk: no failure of ours yet)."""
+
+    ev_mac: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class MatchingFailed:
     reason: str
     final: bool  # True: gave up (FAILED, X1 requested); False: waiting for the car to retry
 
 
 Command = SendMme | SetKey | RequestLinkStatus | RequestPilot
-Notice = SlacStateChanged | MatchingStarted | LinkReady | LinkLost | MatchingFailed
+Notice = SlacStateChanged | MatchingStarted | AttemptDropped | LinkReady | LinkLost | MatchingFailed
 Action = Command | Notice
 
 
@@ -930,6 +938,7 @@ class SlacMatcher:
         _log.info("SLAC: car %s: %s", format_mac(session.ev_mac), reason)
         if self._sessions.get(session.ev_mac) is session:
             del self._sessions[session.ev_mac]
+            self._out.append(AttemptDropped(session.ev_mac, reason))
         if self._deferred is not None and self._deferred[0] is session:
             self._deferred = None
         if not self._sessions and self.state is MatcherState.WAITING:

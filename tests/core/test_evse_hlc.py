@@ -14,9 +14,12 @@ from chargepoint.evse.actions import (
 )
 from chargepoint.evse.events import (
     HlcContactors,
+    HlcLinkFailed,
     HlcPower,
     HlcSessionEnded,
+    HlcWakeUp,
     PowerStageObserved,
+    SetCurrentLimit,
     StopCharging,
 )
 from chargepoint.iec61851.cp_state import CpState, PilotOutput
@@ -112,3 +115,61 @@ def test_ac_falls_back_to_basic_charging() -> None:
     assert rig.output is PilotOutput.PWM and rig.duty == pytest.approx(53.33)
     rig.report(CpState.C)
     assert rig.permission  # basic charging: C closes the contactors
+
+
+AC_HLC = {"hlc_only": True}
+
+
+def test_slac_wake_up_drives_f_for_the_step_then_five_percent_again() -> None:
+    rig = Rig.make(**AC_HLC)
+    rig.report(CpState.B)
+    assert rig.duty == pytest.approx(5.0)
+    rig.send(HlcWakeUp(4.0))  # ISO 15118-3 E/F step [V2G3-M06-07]
+    assert rig.output is PilotOutput.F
+    rig.advance(3.9)
+    assert rig.output is PilotOutput.F
+    assert rig.ctl.latched_faults == ()  # our own F is no EV error
+    rig.send(SetCurrentLimit(10.0))  # a new limit does not cut the step short
+    assert rig.output is PilotOutput.F
+    rig.advance(0.2)
+    assert rig.output is PilotOutput.PWM and rig.duty == pytest.approx(5.0)
+    assert rig.ctl.state is EvseState.READY
+
+
+def test_slac_wake_up_only_while_five_percent_invites_a_silent_car() -> None:
+    rig = Rig.make(**DC)
+    rig.report(CpState.B)
+    rig.report(CpState.C)
+    rig.send(HlcContactors(True))  # a session is running: no wake-up
+    rig.send(HlcWakeUp(4.0))
+    assert rig.output is PilotOutput.PWM and rig.permission
+    basic = Rig.make()  # basic charging: no 5 %, no SLAC
+    basic.report(CpState.B)
+    basic.send(HlcWakeUp(4.0))
+    assert basic.output is PilotOutput.PWM and basic.duty != pytest.approx(5.0)
+
+
+def test_unplug_during_the_wake_up_step_ends_it() -> None:
+    rig = Rig.make(**AC_HLC)
+    rig.report(CpState.B)
+    rig.send(HlcWakeUp(4.0))
+    rig.send(HlcLinkFailed("no car"))  # gave up during the step: X1 pause
+    assert rig.output is PilotOutput.X1
+    rig.advance(5.0)
+    assert rig.output is PilotOutput.PWM and rig.duty == pytest.approx(5.0)  # retry
+    rig.send(HlcWakeUp(4.0))
+    rig.report(CpState.A)
+    rig.advance(5.0)
+    assert rig.ctl.state is EvseState.IDLE and rig.output is not PilotOutput.F
+
+
+def test_slac_giving_up_counts_as_a_failed_attempt() -> None:
+    rig = Rig.make(hlc_retries=1, **AC_HLC)
+    rig.report(CpState.B)
+    rig.send(HlcLinkFailed("TT_EVSE_SLAC_init expired"))
+    assert rig.output is PilotOutput.X1  # X1 pause, then 5 % again
+    rig.advance(3.1)
+    assert rig.duty == pytest.approx(5.0)
+    rig.send(HlcLinkFailed("TT_EVSE_SLAC_init expired"))
+    rig.advance(10.0)
+    assert rig.output is PilotOutput.X1  # retries used up

@@ -154,6 +154,15 @@ def iso(st: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def slac(st: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = st.get("slac") or {}
+    return found
+
+
+def link_ready(st: dict[str, Any]) -> bool:
+    return bool(slac(st).get("link_ready"))
+
+
 def car(st: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = st.get("car") or {}
     return found
@@ -207,6 +216,11 @@ class V2gClient(Client):
     async def exported_more(self, wh: float, what: str = "energy from the car") -> None:
         start = self.registers()[1]
         await self.until_device(what, lambda: self.registers()[1] >= start + wh)
+
+    async def plug_until_link(self) -> dict[str, Any]:
+        """Plug in; the simulated car's modem matches ours (SLAC): the PLC link is ready."""
+        await self.sim("plug")
+        return await self.until("the PLC link (SLAC)", link_ready)
 
     async def plug_until_charge_loop(self) -> dict[str, Any]:
         await self.sim("plug")

@@ -216,7 +216,7 @@ async def test_service_renegotiation_after_charging_selects_another_service(
 ) -> None:
     config = v2g_config(tmp_path / "state", pki_dir, simulated_car=False)
     async with running_station(config) as client:
-        await client.sim("plug")  # an EV that waits for its ISO 15118 stack (S2 open)
+        await client.plug_until_link()  # an EV that waits for its ISO 15118 stack (S2 open)
         st = await client.until("5 % PWM", lambda s: s["pwm_duty_pct"] == 5.0)
         context = car_tls(load_test_pki(pki_dir))
         reader, writer = await asyncio.open_connection(

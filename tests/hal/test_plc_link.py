@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -37,7 +33,7 @@ from chargepoint.slac.matcher import (
 )
 from chargepoint.slac.states import MatcherState
 from hal.errors import HalInitError, HalOperationError, HalTimeoutError
-from hal.plc.driver import PacketPlcLink, open_packet_socket
+from hal.plc.driver import PacketPlcLink
 from hal.plc.link import PlcLink
 from hal.plc.mme import LOCAL_MODEM_MAC, DropReason, Message, encode_frame
 from hal.plc.simulated import (
@@ -49,6 +45,7 @@ from hal.plc.simulated import (
     open_frame_pipe,
     open_udp_frame_pipe,
 )
+from tests.netns import Veth, needs_root_and_ip, veth_pair
 
 HOST_MAC = bytes.fromhex("02aabbccdd01")
 # A quick car and quick polling for the tests that are not about timing.
@@ -57,7 +54,6 @@ FAST_CAR = CarBehaviour(
 )
 FAST = SlacSettings(link_poll_s=0.02)
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -506,81 +502,14 @@ def test_cli_slac_listen_missing_interface() -> None:
 
 # -- as root: a veth pair between two network namespaces, AF_PACKET on both ends --------------
 
-_CLONE_NEWNET = 0x40000000
-_needs_root_and_ip = pytest.mark.skipif(
-    not hasattr(os, "geteuid")
-    or os.geteuid() != 0
-    or shutil.which("ip") is None
-    or not hasattr(socket, "AF_PACKET"),
-    reason="needs root, iproute2 and AF_PACKET (network namespaces and veth)",
-)
-
-
-def in_netns(netns: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a thread that joined ``netns``: sockets it opens live there."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {netns}")
-        finally:
-            os.close(fd)
-        try:
-            box["value"] = fn()
-        except OSError as exc:  # HalInitError is not an OSError; both surface below
-            box["error"] = exc
-        except HalInitError as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Veth:
-    evse_ns: str
-    ev_ns: str
-    evse_if: str = "plc-evse"
-    ev_if: str = "plc-ev"
-
-    def evse_socket(self) -> tuple[socket.socket, bytes]:
-        return in_netns(self.evse_ns, lambda: open_packet_socket(self.evse_if))
-
-    def ev_socket(self) -> socket.socket:
-        return in_netns(self.ev_ns, lambda: open_packet_socket(self.ev_if))[0]
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
 
 @pytest.fixture
 def veth() -> Iterator[Veth]:
-    tag = f"{os.getpid() % 100000}"
-    pair = Veth(evse_ns=f"cp-slac-evse-{tag}", ev_ns=f"cp-slac-ev-{tag}")
-    _ip("netns", "add", pair.evse_ns)
-    try:
-        _ip("netns", "add", pair.ev_ns)
-        _ip(
-            "link", "add", pair.evse_if, "netns", pair.evse_ns, "type", "veth",
-            "peer", "name", pair.ev_if, "netns", pair.ev_ns,
-        )  # fmt: skip
-        _ip("-n", pair.evse_ns, "link", "set", pair.evse_if, "up")
-        _ip("-n", pair.ev_ns, "link", "set", pair.ev_if, "up")
+    with veth_pair("slac") as pair:
         yield pair
-    finally:
-        for ns in (pair.evse_ns, pair.ev_ns):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=10)
 
 
-@_needs_root_and_ip
+@needs_root_and_ip
 async def test_veth_cp_b_to_link_ready_with_af_packet(veth: Veth) -> None:
     host, mac = veth.evse_socket()
     far = veth.ev_socket()
@@ -591,7 +520,7 @@ async def test_veth_cp_b_to_link_ready_with_af_packet(veth: Veth) -> None:
         assert rig.link.stats.dropped.total() == 0
 
 
-@_needs_root_and_ip
+@needs_root_and_ip
 async def test_veth_cli_slac_listen(veth: Veth) -> None:
     far = veth.ev_socket()
     line = SimulatedPlcLine(far, seed=11)
@@ -647,7 +576,7 @@ sys.exit(asyncio.run(main(sys.argv[1])))
 """
 
 
-@_needs_root_and_ip
+@needs_root_and_ip
 @pytest.mark.skipif(
     not os.environ.get("PYSLAC_PYTHON"), reason="set PYSLAC_PYTHON to a python with pyslac"
 )

@@ -312,6 +312,11 @@ async def complete_session(service: str, control_mode: str, *, tls: bool) -> Non
     async with our_station(kind, tls=tls) as rig:
         rig.plug_in()
         await rig.wait_for("5 % PWM and CP C", lambda s: s["cp"] == "C" and s["pwm_duty_pct"])
+        # ISO 15118-3: their EVCC's IPv6 traffic starts once our SLAC has matched the
+        # simulated car's modem (config/sim-v2g.toml has a simulated PLC link)
+        await rig.wait_for(
+            "the PLC link", lambda s: s.get("slac") is None or s["slac"]["link_ready"]
+        )
         result = await their_evcc(
             rig,
             service=service,
