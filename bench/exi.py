@@ -6,7 +6,8 @@
 Prints the median time of the pair for ``chargepoint.iso15118.exi`` and, in the
 same run, for the Java EXIficient codec of the ``iso15118`` package (through its
 py4j bridge, run in the oracle venv: ``ISO15118_ORACLE_PYTHON``, default
-``/work/iso15118-venv/bin/python``), with the ratio. The Java part is skipped
+``.oracle-venv/bin/python`` in the repository, as ``.ci/run`` and README make
+it), with the ratio. The Java part is skipped
 when that interpreter or ``java`` is missing. Target: <= 40 us for our pair.
 """
 
@@ -159,7 +160,8 @@ def java_json(res: m.DC_ChargeLoopRes) -> object:
 
 
 def bench_java(req_exi: bytes, res: m.DC_ChargeLoopRes, n: int) -> dict[str, float] | str:
-    py = Path(os.environ.get("ISO15118_ORACLE_PYTHON", "/work/iso15118-venv/bin/python"))
+    default = Path(__file__).resolve().parent.parent / ".oracle-venv" / "bin" / "python"
+    py = Path(os.environ.get("ISO15118_ORACLE_PYTHON", str(default)))
     if not py.exists() or shutil.which("java") is None:
         return "skipped (oracle python or java missing)"
     cfg = {"req_exi": req_exi.hex(), "res_json": java_json(res), "ns": DC_NS, "n": n}

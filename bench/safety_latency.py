@@ -8,9 +8,12 @@ control socket and the simulated meter/EV physics. For each event it writes a
 STATUS frame (the EV going C -> B, or an RCD/diode/over-temperature fault) and
 times until the SetContactor(permission=False) frame has been read back.
 
-    python bench/safety_latency.py [--events 5000] [--fault-share 0.2]
+    python bench/safety_latency.py [--events 5000] [--fault-share 0.005]
 
-Prints p50/p99/p99.9/max. Target (issue 2): p99.9 <= 5 ms on the development
+Prints p50/p99/p99.9/max, and the longest silence of the host on the board's
+wire (the keep-alive must never gap beyond 150 ms; the board trips at 300 ms).
+A fault costs the full F pulse (>= 4 s) before the next event, hence the small
+default share of faults. Target (issue 2): p99.9 <= 5 ms on the development
 machine; IEC 61851-1 allows 100 ms for C -> B (Table A.6 seq 8.1).
 """
 
@@ -69,8 +72,6 @@ meter = {{ backend = "sim" }}
   type = "sType2"
   tethered = false
 
-[safety]
-fault_pulse_f_s = 0.05
 
 [runtime]
 control_socket = "{sock}"
@@ -138,6 +139,8 @@ class Board:
         self.locked = False
         self.last_sent = 0.0
         self.synced = False
+        self.last_host_frame: float | None = None
+        self.max_host_gap_s = 0.0  # the longest host silence (keep-alive starvation)
 
     def send_status(self) -> None:
         cp = CpState.F if self.output is PilotOutput.F else self.cp
@@ -145,7 +148,7 @@ class Board:
             cp_state=cp,
             output=self.output,
             duty_pct_x100=self.duty_x100,
-            pp_ampacity_a=0,
+            pp_ampacity_a=0 if self.cp is CpState.A else 32,  # a 32 A cable (socket outlet)
             permission=self.permission,
             contactor_closed=self.permission,
             locked=self.locked,
@@ -173,7 +176,11 @@ class Board:
             ready, _, _ = select.select([self.fd], [], [], max(0.0, wait))
             if ready:
                 self.decoder.receive_data(os.read(self.fd, 4096))
+                now = time.perf_counter()
                 for event in self.decoder.events():
+                    if self.last_host_frame is not None:
+                        self.max_host_gap_s = max(self.max_host_gap_s, now - self.last_host_frame)
+                    self.last_host_frame = now
                     self._apply(event)
                     messages.append(event)
                 if messages:
@@ -235,7 +242,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--fault-share", type=float, default=0.2)
+    parser.add_argument("--fault-share", type=float, default=0.005)
     parser.add_argument("--no-load", action="store_true")
     parser.add_argument(
         "--csms",
@@ -329,6 +336,9 @@ def main() -> int:
     p999 = percentile(values, 99.9)
     verdict = "met" if p999 <= target else "NOT met"
     print(f"target p99.9 <= {target} ms: {verdict} ({p999 / target:.2f}x)")
+    gap_ms = board.max_host_gap_s * 1000
+    gap_verdict = "met" if gap_ms <= 150.0 else "NOT met"
+    print(f"longest host silence on the board's wire: {gap_ms:.1f} ms (<= 150 ms: {gap_verdict})")
     return 0
 
 

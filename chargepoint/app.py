@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 SAFETY_STALL_S = 1.0  # watchdog is fed only if every safety loop passed this recently
 MAX_SETPOINT_W = 1.0e6  # far beyond any charger; the arbiter clamps to the real limits
 CAR_POLL_S = 0.05
+OVER_VOLTAGE_MARGIN = 1.05  # [safety] over_voltage_v unset: the stage's maximum + 5 %
 SIM_SLAC_S = 0.2  # no PLC link configured: the car waits this long, as if SLAC ran
 
 
@@ -105,7 +106,10 @@ class SimHardware:
 def evse_settings(
     config: Config, evse: EvseConfig, caps: PowerStageCapabilities | None = None
 ) -> EvseSettings:
-    s = config.safety
+    safety = config.safety.limits()
+    if safety.over_voltage_v is None and caps is not None:
+        # IEC 61851-23 6.3.1.106: cut the output before it exceeds what it is rated for
+        safety = replace(safety, over_voltage_v=caps.max_voltage_v * OVER_VOLTAGE_MARGIN)
     connector_limits = [c.max_current_a for c in evse.connectors if c.max_current_a is not None]
     power = evse.max_power_w if evse.max_power_w is not None else float("inf")
     return EvseSettings(
@@ -113,14 +117,9 @@ def evse_settings(
         ventilation=evse.ventilation,
         autostart=evse.autostart,
         has_power_stage=evse.power_stage is not None,
-        board_status_timeout_s=s.board_status_timeout_s,
-        power_stage_status_timeout_s=s.power_stage_status_timeout_s,
-        contactor_close_timeout_s=s.contactor_close_timeout_s,
-        contactor_open_timeout_s=s.contactor_open_timeout_s,
-        fault_pulse_f_s=s.fault_pulse_f_s,
-        over_temperature_c=s.over_temperature_c,
-        isolation_fault_ohm=s.isolation_fault_ohm,
+        safety=safety,
         socket_lock=any(not c.tethered for c in evse.connectors),
+        socket_outlet=any(not c.tethered for c in evse.connectors),
         # DC needs digital communication; AC with ISO 15118 configured offers 5 % too
         hlc_only=evse.kind == "dc" or config.iso15118 is not None,
         max_voltage_v=caps.max_voltage_v if caps is not None else 0.0,
@@ -442,6 +441,7 @@ class Station:
                 for evse_id, runner in self.runners.items():
                     for name, coro in (
                         ("safety", runner.safety_loop()),
+                        ("keepalive", runner.keepalive_loop()),
                         ("notices", runner.notice_loop()),
                         ("meter", runner.meter_loop()),
                         ("power-stage", runner.power_stage_loop()),
@@ -722,7 +722,10 @@ class Station:
             "permission": ctl.permission_granted,
             "pwm_duty_pct": ctl.pwm_duty_pct,
             "offered_current_a": ctl.offered_current_a(),
-            "faults": [{"kind": f.kind.value, "detail": f.detail} for f in ctl.latched_faults],
+            "faults": [
+                {"kind": f.kind.value, "detail": f.detail, "service_required": f.service_required}
+                for f in ctl.latched_faults
+            ],
             "meter": None
             if meter is None
             else {
@@ -815,7 +818,7 @@ def _operator_event(cmd: str, request: dict[str, Any]) -> Event:
         case "stop":
             return StopCharging("operator")
         case "clear-faults":
-            return ClearFaults()
+            return ClearFaults("operator", service=request.get("service") is True)
         case "available":
             return SetAvailable(bool(request.get("available", True)))
         case "limit":

@@ -95,15 +95,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    message = {"cmd": "sim", "evse": args.evse, "name": args.command, "args": args.args}
+    if args.command in ("status",):
+        message = {"cmd": "status"}
+    return _control(args, message)
+
+
+def cmd_clear_faults(args: argparse.Namespace) -> int:
+    return _control(args, {"cmd": "clear-faults", "evse": args.evse, "service": args.service})
+
+
+def _control(args: argparse.Namespace, message: dict[str, object]) -> int:
+    """One request to the running service's control socket; prints the answer."""
     from chargepoint.adapters.control_socket import request  # noqa: PLC0415
 
     config = _load(Path(args.config))
     if config is None:
         return 1
     socket_path = Path(args.socket or config.runtime.control_socket)
-    message = {"cmd": "sim", "evse": args.evse, "name": args.command, "args": args.args}
-    if args.command in ("status",):
-        message = {"cmd": "status"}
     try:
         answer = asyncio.run(request(socket_path, message))
     except (OSError, TimeoutError) as exc:
@@ -118,15 +127,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.basic:
-        from chargepoint.adapters.demo import run_demo  # noqa: PLC0415
+        from chargepoint.demo.basic import run_demo  # noqa: PLC0415
 
         config = _load(Path(args.config or default_config_path()))
         if config is None:
             return 1
         setup_logging(args.log_level, config.runtime.log_format, sys.stderr)
         return asyncio.run(run_demo(config, charge_s=args.seconds, out=sys.stdout))
-    from chargepoint.adapters.demo import DemoError  # noqa: PLC0415
-    from chargepoint.adapters.demo_v2g import run_v2g_demo  # noqa: PLC0415
+    from chargepoint.demo.basic import DemoError  # noqa: PLC0415
+    from chargepoint.demo.v2g import run_v2g_demo  # noqa: PLC0415
 
     config = _load(Path(args.config or DEFAULT_V2G_CONFIG))
     if config is None:
@@ -221,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(default_config_path()))
     p.add_argument("--socket", help="control socket (default: from the config)")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser(
+        "clear-faults",
+        help="release latched faults whose conditions have gone (after the F pulse, "
+        "with the car out of C/D); --service also releases those that need a service reset",
+    )
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="service reset by a technician: welded contactor, board-internal or repeated faults",
+    )
+    p.add_argument("--evse", type=int, default=1)
+    p.add_argument("--config", default=str(default_config_path()))
+    p.add_argument("--socket", help="control socket (default: from the config)")
+    p.set_defaults(func=cmd_clear_faults)
 
     p = sub.add_parser(
         "demo",

@@ -42,6 +42,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chargepoint import __version__
 from chargepoint.errors import ConfigError
+from chargepoint.safety.limits import MIN_FAULT_PULSE_F_S, SafetyLimits
 
 __all__ = [
     "CanPowerStageConfig",
@@ -572,20 +573,40 @@ class EvseConfig(_Model):
 # --------------------------------------------------------------------------- safety, runtime
 
 
+_SAFETY = SafetyLimits()  # the defaults live there, once
+
+
 class SafetyConfig(_Model):
-    """Thresholds and timeouts of the safety supervisor."""
+    """Thresholds and timeouts of the safety supervisor (``[safety]``): the fields of
+    :class:`chargepoint.safety.limits.SafetyLimits`, validated; each reaches it."""
 
     # IEC 61851-23: fault below 100 ohm/V, warning below 500 ohm/V (here for 1000 V).
-    isolation_fault_ohm: Annotated[Float, Field(gt=0)] = 100_000.0
-    isolation_warning_ohm: Annotated[Float, Field(gt=0)] = 500_000.0
-    over_temperature_c: Annotated[Float, Field(gt=0, le=150)] = 85.0
+    isolation_fault_ohm: Annotated[Float, Field(gt=0)] = _SAFETY.isolation_fault_ohm
+    isolation_warning_ohm: Annotated[Float, Field(gt=0)] = _SAFETY.isolation_warning_ohm
+    over_temperature_c: Annotated[Float, Field(gt=0, le=150)] = _SAFETY.over_temperature_c
+    # DC output voltage that latches a fault; None: 5 % above the power stage's maximum.
+    over_voltage_v: Annotated[Float, Field(gt=0, le=1500)] | None = _SAFETY.over_voltage_v
     # The board reports at least every 100 ms, so a shorter timeout trips spuriously.
-    board_status_timeout_s: Annotated[Float, Field(gt=0.1, le=5)] = 0.3
-    power_stage_status_timeout_s: Annotated[Float, Field(gt=0, le=5)] = 0.5
+    board_status_timeout_s: Annotated[Float, Field(gt=0.1, le=5)] = _SAFETY.board_status_timeout_s
+    power_stage_status_timeout_s: Annotated[Float, Field(gt=0, le=5)] = (
+        _SAFETY.power_stage_status_timeout_s
+    )
     # IEC 61851-1 wants the contactors closed within 3 s of state C.
-    contactor_close_timeout_s: Annotated[Float, Field(gt=0, le=3)] = 1.0
-    contactor_open_timeout_s: Annotated[Float, Field(gt=0, le=3)] = 0.1
-    fault_pulse_f_s: Annotated[Float, Field(gt=0, le=60)] = 4.0  # CP held at state F on a fault
+    contactor_close_timeout_s: Annotated[Float, Field(gt=0, le=3)] = (
+        _SAFETY.contactor_close_timeout_s
+    )
+    contactor_open_timeout_s: Annotated[Float, Field(gt=0, le=3)] = _SAFETY.contactor_open_timeout_s
+    # CP held at state F on a fault: at least 4 s (ISO 15118-3, IEC 61851-1)
+    fault_pulse_f_s: Annotated[Float, Field(ge=MIN_FAULT_PULSE_F_S, le=60)] = (
+        _SAFETY.fault_pulse_f_s
+    )
+    # A fault latched this often within the window needs a service reset.
+    fault_repeat_limit: Annotated[Int, Field(ge=1, le=100)] = _SAFETY.fault_repeat_limit
+    fault_repeat_window_s: Annotated[Float, Field(gt=0, le=86_400)] = _SAFETY.fault_repeat_window_s
+
+    def limits(self) -> SafetyLimits:
+        """The core's view of this section (every field, by name)."""
+        return SafetyLimits(**self.model_dump())
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -7,6 +7,10 @@ Usage (the XSDs ship with the ``iso15118`` package; they are read, never copied)
 
 ``--check`` only compares: exit status 1 if the committed files are stale.
 
+The XSDs are pinned by content (``XSD_SHA256``, from ``iso15118==0.31.2``): a
+schema directory whose files differ is refused (exit status 3), so a
+regenerated codec is provably made from the same schemas as the committed one.
+
 The schema directory must contain ``V2G_CI_AppProtocol.xsd``,
 ``xmldsig-core-schema.xsd`` and ``iso15118_20/V2G_CI_{CommonTypes,CommonMessages,DC,AC}.xsd``.
 
@@ -26,6 +30,7 @@ Only the standard library is used, so any Python >= 3.11 can run it.
 # ruff: noqa: E501
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -1624,6 +1629,32 @@ class Gen:
         return out
 
 
+# sha256 of every schema file the generator reads (iso15118==0.31.2's copies of the
+# official ISO 15118-20 / W3C XSDs); update only together with the generated files.
+XSD_SHA256 = {
+    "V2G_CI_AppProtocol.xsd": "b6d0a1be3067a6ec9f0507ff5eb8629bad6579ae2a8e0537db0abfe37741b512",
+    "xmldsig-core-schema.xsd": "35cf8197da812c85e40d57891b35c94187569ed474a2dac813ce5090dafcd35c",
+    "iso15118_20/V2G_CI_CommonTypes.xsd": "3a1e442fcf4dba9c9c2a3125ba133b853bad02931a989b4eec7f8bdd66d904fe",
+    "iso15118_20/V2G_CI_CommonMessages.xsd": "5cd9390e1fbc7eb4ef289cd21cc973012b8ce2c07927216380a58bc16326348b",
+    "iso15118_20/V2G_CI_DC.xsd": "050b1393bd70c5b0f0408801c4963741e9553c34b6435070017f76dfcc708a63",
+    "iso15118_20/V2G_CI_AC.xsd": "3a67df5893f446060ef112c09818c7bf59dc1d3f9ec3b7a194e7616e59c0eaba",
+}
+
+
+def check_pinned(base: Path) -> list[str]:
+    """Schema files that are missing or differ from the pinned content."""
+    problems = []
+    for name, want in XSD_SHA256.items():
+        path = base / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != want:
+            problems.append(f"{name}: sha256 {got}, pinned {want}")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     args = [a for a in argv[1:] if a != "--check"]
     check = "--check" in argv[1:]
@@ -1631,6 +1662,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     base = Path(args[0])
+    problems = check_pinned(base)
+    if problems:
+        print("refusing: the schemas are not the pinned ones:", *problems, sep="\n  ")
+        return 3
     schema = Schema()
     files = {
         SAP: base / "V2G_CI_AppProtocol.xsd",

@@ -47,9 +47,15 @@ log = logging.getLogger(__name__)
 
 
 KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at least every 50 ms
+# The keep-alive stops when the safety loop has not passed for this long, so a hung
+# safety path still makes the board open the contactors (its own timeout: 300 ms).
+KEEPALIVE_STALL_S = 0.5
 RELINK_PERIOD_S = 1.0
 METER_PERIOD_S = 1.0
-POWER_OFF_TIMEOUT_S = 0.5
+# Every hardware command is bounded below the board's 300 ms keep-alive timeout. A
+# power stage still ramping down after EvseSettings.power_off_wait_s loses the
+# contactor permission anyway (the safe state wins over contact wear).
+COMMAND_TIMEOUT_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,7 @@ class EvseRunner:
         self.observers: list[Callable[[], None]] = []
         self._stage_mode = PowerMode.OFF
         self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
+        self._board_link_up = True  # the safety loop owns the link; the keep-alive follows it
         self.ready = asyncio.Event()  # set after the first board status
         self._lock = asyncio.Lock()
         self._notices: asyncio.Queue[Action] = asyncio.Queue()
@@ -97,24 +104,17 @@ class EvseRunner:
 
     # -- the safety path -------------------------------------------------------
     async def safety_loop(self) -> None:
-        """Board status -> controller -> commands, plus timers and keep-alive."""
+        """Board status -> controller -> commands, plus the controller's timers."""
         board = self.devices.board
         ctl = self.controller
         await self._execute(ctl.start(self.now()))
-        next_keepalive = self.now()
-        link_up = True
         while True:
             now = self.now()
-            if now >= next_keepalive and link_up:
-                try:
-                    await board.send_keepalive()
-                except HalError as exc:
-                    log.error("evse %d: pilot board keep-alive failed: %s", self.evse_id, exc)
-                    link_up = False
-                next_keepalive = now + KEEPALIVE_PERIOD_S
+            self.safety_heartbeat = now
             deadline = ctl.next_deadline()
-            wake = next_keepalive if deadline is None else min(deadline, next_keepalive)
+            wake = now + KEEPALIVE_PERIOD_S if deadline is None else deadline
             actions: list[Action] = []
+            link_up = self._board_link_up
             try:
                 if link_up:
                     async with asyncio.timeout_at(wake):
@@ -134,6 +134,7 @@ class EvseRunner:
             except HalError as exc:
                 log.error("evse %d: pilot board link lost: %s", self.evse_id, exc)
                 link_up = False
+            self._board_link_up = link_up
             now = self.now()
             deadline = ctl.next_deadline()
             if deadline is not None and now >= deadline:
@@ -141,6 +142,26 @@ class EvseRunner:
             if actions:
                 await self._execute(actions)
             self.safety_heartbeat = now
+
+    async def keepalive_loop(self) -> None:
+        """The board keep-alive on its own task, every 50 ms: a slow command (a power
+        stage ramping down under the command lock) cannot starve it. It pauses while
+        the safety loop is stalled, so the board's own timeout still catches a hung
+        safety path, and while the link is down (the safety loop reopens it)."""
+        board = self.devices.board
+        failing = False
+        while True:
+            heartbeat = self.safety_heartbeat
+            alive = heartbeat is not None and self.now() - heartbeat < KEEPALIVE_STALL_S
+            if alive and self._board_link_up:
+                try:
+                    await board.send_keepalive()
+                    failing = False
+                except HalError as exc:
+                    if not failing:  # once per outage; the safety loop handles the link
+                        log.error("evse %d: pilot board keep-alive failed: %s", self.evse_id, exc)
+                    failing = True
+            await asyncio.sleep(KEEPALIVE_PERIOD_S)
 
     async def _relink(self, until: float) -> bool:
         """Try to reopen a lost board link; the controller's timers keep running."""
@@ -206,36 +227,42 @@ class EvseRunner:
             await self._notice(notice)
 
     async def _command(self, command: Command) -> None:
-        """Carry out one command; a failed one is logged and the next still runs.
+        """Carry out one command, bounded in time; a failed one is logged and the next
+        still runs.
 
         A board that cannot be reached has lost our keep-alive too and opens the
         contactors by itself; the controller latches the keep-alive fault.
         """
-        board = self.devices.board
+        if isinstance(command, SwitchPowerStageOff):
+            await self._power_stage_off()  # bounded by power_off_wait_s, never raises
+            return
         try:
-            match command:
-                case SwitchPowerStageOff():
-                    await self._power_stage_off()
-                case SetContactorPermission(granted=granted):
-                    await board.set_contactor_permission(granted)
-                case SetPilotPwm(duty_pct=duty):
-                    await board.set_pwm(duty)
-                case SetPilotX1():
-                    await board.set_x1()
-                case SetPilotF():
-                    await board.set_state_f()
-                case ClearBoardFaults():
-                    await board.clear_faults()
-                case SetLock(locked=locked):
-                    await board.set_lock(locked)
-                case SetPowerStage():
-                    await self._set_power_stage(command)
-                case SetIsolationMonitor(on=on):
-                    monitor = self.devices.isolation
-                    if monitor is not None:
-                        await (monitor.start() if on else monitor.stop())
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                await self._carry_out(command)
         except (HalError, TimeoutError) as exc:
-            log.error("evse %d: %s failed: %s", self.evse_id, command, exc)
+            log.error("evse %d: %s failed: %r", self.evse_id, command, exc)
+
+    async def _carry_out(self, command: Command) -> None:
+        board = self.devices.board
+        match command:
+            case SetContactorPermission(granted=granted):
+                await board.set_contactor_permission(granted)
+            case SetPilotPwm(duty_pct=duty):
+                await board.set_pwm(duty)
+            case SetPilotX1():
+                await board.set_x1()
+            case SetPilotF():
+                await board.set_state_f()
+            case ClearBoardFaults():
+                await board.clear_faults()
+            case SetLock(locked=locked):
+                await board.set_lock(locked)
+            case SetPowerStage():
+                await self._set_power_stage(command)
+            case SetIsolationMonitor(on=on):
+                monitor = self.devices.isolation
+                if monitor is not None:
+                    await (monitor.start() if on else monitor.stop())
 
     async def _set_power_stage(self, command: SetPowerStage) -> None:
         stage = self.devices.power_stage
@@ -249,8 +276,7 @@ class EvseRunner:
             await stage.set_import_limits(v, i, p)
             mode = PowerMode.IMPORT
         if mode is not self._stage_mode:
-            async with asyncio.timeout(POWER_OFF_TIMEOUT_S):
-                await stage.set_mode(mode)
+            await stage.set_mode(mode)
             self._stage_mode = mode
 
     async def _power_stage_off(self) -> None:
@@ -259,7 +285,7 @@ class EvseRunner:
         if stage is None:
             return
         try:
-            async with asyncio.timeout(POWER_OFF_TIMEOUT_S):
+            async with asyncio.timeout(self.controller.settings.power_off_wait_s):
                 await stage.set_mode(PowerMode.OFF)
         except (TimeoutError, HalError) as exc:
             # The contactor permission is withdrawn next regardless; the board

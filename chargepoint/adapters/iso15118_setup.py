@@ -74,8 +74,8 @@ def secc_settings(config: Config, evse: EvseConfig, caps: PowerStageCapabilities
         ac_phases=evse.phases or 3,
         min_voltage_v=caps.min_voltage_v if caps is not None else 0.0,
         max_voltage_v=caps.max_voltage_v if caps is not None else evse.nominal_voltage_v,
-        isolation_fault_ohm=config.safety.isolation_fault_ohm,
-        isolation_warning_ohm=config.safety.isolation_warning_ohm,
+        isolation_fault_ohm=config.safety.isolation_fault_ohm,  # the session's view of
+        isolation_warning_ohm=config.safety.isolation_warning_ohm,  # IEC 61851-23 6.3.1.105
         meter_id=f"{config.station.id}-{evse.id}",
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transitions import Machine
 
@@ -66,6 +66,7 @@ from chargepoint.iec61851.duty_cycle import HLC_DUTY_PCT, MIN_BASIC_CURRENT_A, d
 from chargepoint.iec61851.evse_state import TRANSITIONS, EvseState
 from chargepoint.iso15118.secc.actions import PowerPhase
 from chargepoint.safety.faults import Fault, FaultKind
+from chargepoint.safety.limits import SafetyLimits
 from chargepoint.safety.supervisor import SafetySupervisor
 
 
@@ -86,17 +87,16 @@ class EvseSettings:
     ventilation: bool = False
     autostart: bool = True
     has_power_stage: bool = False
-    board_status_timeout_s: float = 0.3
-    power_stage_status_timeout_s: float = 0.5
-    contactor_close_timeout_s: float = 1.0  # must be well inside the 3 s of A.6 seq 4
-    contactor_open_timeout_s: float = 0.1  # A.6 seq 8.1: open within 100 ms
-    fault_pulse_f_s: float = 4.0  # ISO 15118-3: E/F pulse >= 4 s
+    # The runner waits at most this long for the power stage to confirm Off before it
+    # withdraws the contactor permission; the contactor timers start after it.
+    power_off_wait_s: float = 0.2
+    safety: SafetyLimits = field(default_factory=SafetyLimits)  # thresholds, timeouts
     pwm_min_interval_s: float = 5.0  # IEC 61851-1: basic-charging PWM changes <= 1 per 5 s
     stop_force_off_s: float = 6.0  # IEC 61851-1 A.6 seq 10.2
-    over_temperature_c: float = 85.0
-    isolation_fault_ohm: float = 100_000.0  # IEC 61851-23: fault below 100 kohm
-    over_voltage_v: float | None = None
     socket_lock: bool = False  # a socket outlet: the cable is locked before energy flows
+    # A socket outlet: the plugged cable's PP resistor codes its ampacity; no valid
+    # coding means no current (IEC 61851-1 Annex B). Tethered: max_current_a is the cable's.
+    socket_outlet: bool = False
     # DC: only digital communication (ISO 15118) may start energy; the CP carries 5 %
     # (IEC 61851-1 A.4) and basic charging never closes the contactors.
     hlc_only: bool = False
@@ -125,7 +125,10 @@ class EvseController:
 
     def __init__(self, settings: EvseSettings) -> None:
         self.settings = settings
-        self.supervisor = SafetySupervisor()
+        self.supervisor = SafetySupervisor(
+            repeat_limit=settings.safety.fault_repeat_limit,
+            repeat_window_s=settings.safety.fault_repeat_window_s,
+        )
         self._machine = Machine(
             model=self,
             states=EvseState,
@@ -158,6 +161,7 @@ class EvseController:
         self._lock_requested_at: float | None = None  # locking, not yet confirmed
         self._lock_wanted = False
         self._clear_requested = False  # operator asked; retry as board flags clear
+        self._service_requested = False  # a service reset asked (see SafetySupervisor)
         self._board_clear_sent_at: float | None = None
         self._hlc_contactors = False  # the ISO 15118 session asked for the power path
         self._stage_on = False  # a non-Off operating point was commanded
@@ -221,8 +225,11 @@ class EvseController:
 
     def offered_current_a(self) -> float:
         limit = min(self.settings.max_current_a, self._limit_a)
-        if self._last is not None and self._last.pp_ampacity_a is not None:
-            limit = min(limit, self._last.pp_ampacity_a)
+        pp = self._last.pp_ampacity_a if self._last is not None else None
+        if pp is not None:
+            limit = min(limit, pp)
+        elif self.settings.socket_outlet:
+            return 0.0  # IEC 61851-1 Annex B: no cable, or an invalid PP resistor
         return limit
 
     def start(self, now: float) -> list[Action]:
@@ -278,10 +285,11 @@ class EvseController:
             case SetCurrentLimit(current_a=current_a):
                 self._limit_a = max(0.0, current_a)
                 self._update_offer(now)
-            case ClearFaults():
+            case ClearFaults(service=service):
                 self._clear_requested = True
+                self._service_requested = self._service_requested or service
                 self._ask_board_to_clear(now)
-                self._try_clear(now, operator=True)
+                self._try_clear(now)
             case HlcContactors(closed=closed):
                 self._on_hlc_contactors(closed, now)
             case HlcPower():
@@ -307,7 +315,7 @@ class EvseController:
         sup = self.supervisor
         if (
             self._started
-            and now >= self._board_seen_at + s.board_status_timeout_s
+            and now >= self._board_seen_at + s.safety.board_status_timeout_s
             and not sup.source_reports("board-timer", FaultKind.BOARD_KEEPALIVE_LOST)
         ):
             self._latch(
@@ -318,7 +326,7 @@ class EvseController:
             )
         if (
             self._power_stage_seen_at is not None
-            and now >= self._power_stage_seen_at + s.power_stage_status_timeout_s
+            and now >= self._power_stage_seen_at + s.safety.power_stage_status_timeout_s
             and not sup.source_reports("power-stage-timer", FaultKind.POWER_STAGE_KEEPALIVE_LOST)
         ):
             self._latch(
@@ -369,15 +377,15 @@ class EvseController:
         deadlines: list[float] = []
         sup = self.supervisor
         if not sup.source_reports("board-timer", FaultKind.BOARD_KEEPALIVE_LOST):
-            deadlines.append(self._board_seen_at + s.board_status_timeout_s)
+            deadlines.append(self._board_seen_at + s.safety.board_status_timeout_s)
         if self._power_stage_seen_at is not None and not sup.source_reports(
             "power-stage-timer", FaultKind.POWER_STAGE_KEEPALIVE_LOST
         ):
-            deadlines.append(self._power_stage_seen_at + s.power_stage_status_timeout_s)
+            deadlines.append(self._power_stage_seen_at + s.safety.power_stage_status_timeout_s)
         if self._permission and not self._contactor_closed:
-            kind, timeout = FaultKind.CONTACTOR_STUCK_OPEN, s.contactor_close_timeout_s
+            kind, timeout = FaultKind.CONTACTOR_STUCK_OPEN, s.safety.contactor_close_timeout_s
         else:
-            kind, timeout = FaultKind.CONTACTOR_WELDED, s.contactor_open_timeout_s
+            kind, timeout = FaultKind.CONTACTOR_WELDED, s.safety.contactor_open_timeout_s
         if self._permission != self._contactor_closed and kind not in latched:
             deadlines.append(self._permission_changed_at + timeout)
         if self.state is EvseState.STOPPING and self._stop_deadline is not None:
@@ -399,6 +407,7 @@ class EvseController:
     # -- event handlers ------------------------------------------------------
     def _on_pilot(self, report: PilotObserved, now: float) -> None:
         s = self.settings
+        pp_changed = self._last is not None and self._last.pp_ampacity_a != report.pp_ampacity_a
         self._last = report
         self._board_seen_at = now
         if report.contactor_closed != self._contactor_closed:
@@ -413,23 +422,26 @@ class EvseController:
         if report.cp_state is CpState.F and report.output is not PilotOutput.F:
             kinds.add(FaultKind.EV_ERROR)
             details[FaultKind.EV_ERROR] = "CP state F while driving X1/PWM"
-        if report.temperature_c > s.over_temperature_c:
+        if report.temperature_c > s.safety.over_temperature_c:
             kinds.add(FaultKind.OVER_TEMPERATURE)
             details[FaultKind.OVER_TEMPERATURE] = (
-                f"board temperature {report.temperature_c:.1f} C > {s.over_temperature_c:.1f} C"
+                f"board temperature {report.temperature_c:.1f} C > "
+                f"{s.safety.over_temperature_c:.1f} C"
             )
         self._latch_many("board", kinds, now, details)
         self._check_contactor_feedback(now)
         if report.locked and self._lock_wanted:
             self._lock_requested_at = None  # confirmed
         self._follow_cp(report, now)
+        if pp_changed and self.state in (EvseState.READY, EvseState.CHARGING):
+            self._update_offer(now)  # another cable, or its coding went: offer anew
 
     def _on_power_stage(self, report: PowerStageObserved, now: float) -> None:
         self._power_stage_seen_at = now
         self.supervisor.report("power-stage-timer", (), now)
         kinds = set(report.faults)
         details = dict.fromkeys(kinds, report.detail or "reported by the power stage")
-        limit = self.settings.over_voltage_v
+        limit = self.settings.safety.over_voltage_v
         if limit is not None and report.voltage_v > limit:
             kinds.add(FaultKind.OVER_VOLTAGE)
             details[FaultKind.OVER_VOLTAGE] = f"output {report.voltage_v:.1f} V > {limit:.1f} V"
@@ -438,7 +450,7 @@ class EvseController:
     def _on_isolation(self, reading: IsolationObserved, now: float) -> None:
         kinds: set[FaultKind] = set()
         details: dict[FaultKind, str] = {}
-        threshold = self.settings.isolation_fault_ohm
+        threshold = self.settings.safety.isolation_fault_ohm
         if reading.device_fault:
             kinds.add(FaultKind.ISOLATION)
             details[FaultKind.ISOLATION] = "isolation monitor device fault"
@@ -546,11 +558,10 @@ class EvseController:
     def _follow_cp(self, report: PilotObserved, now: float) -> None:
         cp = report.cp_state
         if self.state is EvseState.FAULT:
-            if self._clear_requested:
-                self._try_clear(now, operator=True)
-            elif cp is CpState.A and self._output_f_until is None:
-                self._ask_board_to_clear(now)
-                self._try_clear(now, operator=False)  # unplugged: clear what has gone
+            if cp is CpState.A and self._output_f_until is None:
+                self._ask_board_to_clear(now)  # unplugged: clear what has gone
+            if self._clear_requested or cp is CpState.A:
+                self._try_clear(now)
             return
         if cp is CpState.A:
             self._wake_until = None
@@ -659,7 +670,7 @@ class EvseController:
             case EvseState.FAULT:
                 self._hlc_contactors = False
                 self._safe_off(now, force=True)
-                self._set_f(now, until=now + self.settings.fault_pulse_f_s)
+                self._set_f(now, until=now + self.settings.safety.fault_pulse_f_s)
                 self._lock(False, now)  # de-energised first (the commands above)
         cp = self._last.cp_state if self._last is not None else CpState.A
         self._out.append(StateChanged(old, new, cp))
@@ -687,11 +698,13 @@ class EvseController:
     def _safe_off(self, now: float, *, force: bool = False) -> None:
         """Power stage Off first, then contactor permission off."""
         self._stage_on = False
+        delay = 0.0
         if self.settings.has_power_stage:
             self._out.append(SwitchPowerStageOff())
+            delay = self.settings.power_off_wait_s  # permission-off goes out after it
         if self._permission or force:
             if self._permission:
-                self._permission_changed_at = now
+                self._permission_changed_at = now + delay
             self._permission = False
             self._out.append(SetContactorPermission(False))
         self._stop_deadline = None
@@ -753,8 +766,8 @@ class EvseController:
     def _check_contactor_feedback(self, now: float) -> None:
         s = self.settings
         elapsed = now - self._permission_changed_at
-        closing_late = now >= self._permission_changed_at + s.contactor_close_timeout_s
-        opening_late = now >= self._permission_changed_at + s.contactor_open_timeout_s
+        closing_late = now >= self._permission_changed_at + s.safety.contactor_close_timeout_s
+        opening_late = now >= self._permission_changed_at + s.safety.contactor_open_timeout_s
         if self._permission and not self._contactor_closed and closing_late:
             self._latch_one_shot(
                 FaultKind.CONTACTOR_STUCK_OPEN,
@@ -777,14 +790,23 @@ class EvseController:
             self._board_clear_sent_at = now
             self._out.append(ClearBoardFaults())
 
-    def _try_clear(self, now: float, *, operator: bool) -> None:
-        if self.state is EvseState.FAULT and self._output_f_until is not None and not operator:
-            return
-        cleared = self.supervisor.try_clear(include_one_shot=True)
+    def _try_clear(self, now: float) -> None:
+        """Release what may be released, for an operator's clear, a service reset or an
+        unplug alike: never during the F pulse, never while the car is in C/D."""
+        if self.state is EvseState.FAULT:
+            if self._output_f_until is not None:
+                return  # the whole F pulse first (>= 4 s, ISO 15118-3 / IEC 61851-1 A.2)
+            cp = self._last.cp_state if self._last is not None else CpState.A
+            if cp in (CpState.C, CpState.D):
+                return  # the car still asks for energy: it leaves C/D (or is unplugged) first
+        cleared = self.supervisor.try_clear(service_reset=self._service_requested)
         if cleared:
             self._out.append(FaultsCleared(tuple(cleared)))
+        if not self.supervisor.needs_service():
+            self._service_requested = False
         if self.state is EvseState.FAULT and self.supervisor.may_energize():
             self._clear_requested = False
+            self._service_requested = False
             self._go(self.recover, now)
             if self._last is not None:
                 self._follow_cp(self._last, now)

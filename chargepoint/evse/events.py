@@ -73,9 +73,12 @@ class SetAvailable:
 
 @dataclass(frozen=True, slots=True)
 class ClearFaults:
-    """Operator reset: clear latched faults whose conditions have gone."""
+    """Operator reset: clear latched faults whose conditions have gone, once the F
+    pulse is over and the car has left C/D. ``service``: a technician's service
+    reset, which also releases faults that say the hardware is broken or repeats."""
 
     requested_by: str = field(default="operator")
+    service: bool = False
 
 
 @dataclass(frozen=True, slots=True)

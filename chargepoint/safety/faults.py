@@ -30,3 +30,4 @@ class Fault:
     kind: FaultKind
     detail: str
     since: float  # monotonic seconds
+    service_required: bool = False  # only a service reset releases it (not a replug)

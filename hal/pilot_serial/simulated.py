@@ -147,6 +147,7 @@ class SimulatedPilotBoard:
         self._coil_timer: asyncio.TimerHandle | None = None
         self._latched = BoardFault.NONE
         self._keepalive_armed = False
+        self.max_host_gap_s = 0.0  # the longest host silence seen (keep-alive starvation)
         self._last_host_rx = 0.0
         self._last_sent: Status | None = None
         self._last_sent_at = 0.0
@@ -276,6 +277,8 @@ class SimulatedPilotBoard:
                 pass  # decoder already refuses board->host types
             else:
                 self.host_frames_rx += 1
+                if self._keepalive_armed:
+                    self.max_host_gap_s = max(self.max_host_gap_s, now - self._last_host_rx)
                 self._last_host_rx = now
                 self._keepalive_armed = True
                 self._apply(event, now)

@@ -72,13 +72,14 @@ class Rig:
     def report(self, cp: CpState | None = None, **kw: object) -> list[Action]:
         if cp is not None:
             self.cp = cp
+        explicit = "closed" in kw  # a test that sets the mirror contact keeps it
         closed = kw.pop("closed", self.closed)
         locked = bool(kw.pop("locked", self.locked))
         measured = CpState.F if self.output is PilotOutput.F else self.cp
         ev = PilotObserved(measured, self.output, bool(closed), locked=locked, **kw)  # type: ignore[arg-type]
         out = self.apply(self.ctl.handle(ev, self.now))
         # the contactor follows permission by the next report
-        self.closed = self.permission if not kw else self.closed
+        self.closed = self.closed if explicit else self.permission
         return out
 
     def send(self, event: Event) -> list[Action]:
@@ -235,7 +236,97 @@ def test_operator_clear_only_when_condition_gone() -> None:
     assert rig.ctl.state is EvseState.FAULT
     rig.send(IsolationObserved(5e6))
     rig.send(ClearFaults())
+    assert rig.ctl.state is EvseState.FAULT  # not during the F pulse
+    rig.advance(4.1)  # the pulse is over; the pending clear goes through (car in B)
     assert rig.ctl.state is not EvseState.FAULT
+
+
+def test_clear_after_rcd_trip_waits_for_the_f_pulse_and_the_car_leaving_c() -> None:
+    """An operator clear 0.6 s after an RCD trip must not re-energise a car still in C."""
+    rig = Rig.make()
+    rig.report(CpState.B)
+    rig.report(CpState.C)
+    assert rig.permission
+    rig.report(faults=frozenset({FaultKind.RCD_AC}))
+    assert not rig.permission and rig.output is PilotOutput.F
+    rig.advance(0.5)
+    rig.report(faults=frozenset())  # the board's RCD flag has gone
+    rig.advance(0.1)
+    rig.send(ClearFaults())  # 0.6 s after the trip
+    assert rig.ctl.state is EvseState.FAULT and not rig.permission
+    rig.advance(4.0)  # the F pulse ends: X1; the car never left C
+    assert rig.ctl.state is EvseState.FAULT
+    assert not rig.permission and rig.output is PilotOutput.X1
+    rig.advance(10.0)
+    assert rig.ctl.state is EvseState.FAULT and not rig.permission
+    rig.report(CpState.B)  # the car opened S2: now the clear goes through
+    assert rig.ctl.state is EvseState.READY and rig.output is PilotOutput.PWM
+    assert not rig.permission
+    rig.report(CpState.C)  # and it may ask again
+    assert rig.permission
+
+
+def test_welded_contactor_needs_a_service_reset() -> None:
+    rig = Rig.make()
+    rig.report(CpState.B)
+    rig.report(CpState.C)
+    rig.report(CpState.B, closed=True)  # permission withdrawn, mirror contact stays closed
+    rig.advance(0.2, keepalive=False)
+    rig.report(closed=True)
+    (fault,) = rig.ctl.latched_faults
+    assert fault.kind is FaultKind.CONTACTOR_WELDED and fault.service_required
+    assert "service reset required" in fault.detail
+    rig.advance(5.0)  # the contactor opened again (the rig follows permission)
+    rig.report(CpState.A)  # unplug: not enough
+    rig.send(ClearFaults())  # an operator (or CSMS) clear: not enough
+    rig.advance(1.0)
+    assert rig.ctl.state is EvseState.FAULT
+    rig.send(ClearFaults("technician", service=True))
+    assert rig.ctl.state is EvseState.IDLE and rig.ctl.latched_faults == ()
+
+
+def test_board_internal_fault_needs_a_service_reset() -> None:
+    rig = Rig.make()
+    rig.report(CpState.B)
+    rig.report(faults=frozenset({FaultKind.BOARD_INTERNAL}))
+    rig.report(faults=frozenset())
+    rig.advance(4.1)
+    rig.report(CpState.A)
+    assert rig.ctl.state is EvseState.FAULT and rig.ctl.latched_faults[0].service_required
+    rig.send(ClearFaults(service=True))
+    assert rig.ctl.state is EvseState.IDLE
+
+
+def test_a_fault_that_keeps_coming_back_needs_a_service_reset() -> None:
+    rig = Rig.make()  # fault_repeat_limit 3 within 600 s
+    for trip in range(3):
+        rig.report(CpState.B)
+        rig.report(faults=frozenset({FaultKind.RCD_AC}))
+        rig.report(faults=frozenset())
+        rig.advance(4.1)
+        rig.report(CpState.A)  # unplug clears the first two
+        if trip < 2:
+            assert rig.ctl.state is EvseState.IDLE
+    assert rig.ctl.state is EvseState.FAULT
+    (fault,) = rig.ctl.latched_faults
+    assert fault.service_required and "3 times within 600 s" in fault.detail
+    rig.send(ClearFaults(service=True))
+    assert rig.ctl.state is EvseState.IDLE
+    rig.report(CpState.B)  # the history was forgotten with the service reset
+    rig.report(faults=frozenset({FaultKind.RCD_AC}))
+    assert not rig.ctl.latched_faults[0].service_required
+
+
+def test_faults_spread_out_in_time_are_not_a_repeat() -> None:
+    rig = Rig.make()
+    for _ in range(4):
+        rig.report(CpState.B)
+        rig.report(faults=frozenset({FaultKind.RCD_AC}))
+        rig.report(faults=frozenset())
+        rig.advance(4.1)
+        rig.report(CpState.A)
+        assert rig.ctl.state is EvseState.IDLE
+        rig.advance(300.0, step=0.25)
 
 
 def test_board_silence_is_a_fault() -> None:
@@ -305,3 +396,24 @@ def test_dc_offers_digital_communication_and_no_basic_charging() -> None:
     rig.report(CpState.C)
     rig.advance(2.0)
     assert not rig.permission and rig.ctl.state is EvseState.READY
+
+
+def test_socket_outlet_without_a_valid_pp_coding_offers_nothing() -> None:
+    """IEC 61851-1 Annex B: PP codes the plugged cable; none or invalid -> no current."""
+    rig = Rig.make(socket_outlet=True)
+    rig.report(CpState.B, pp_ampacity_a=None)
+    assert rig.ctl.offered_current_a() == 0.0
+    assert rig.output is PilotOutput.X1 and rig.ctl.state is EvseState.CONNECTED
+    rig.report(CpState.C, pp_ampacity_a=None)
+    assert not rig.permission
+    rig.report(CpState.B, pp_ampacity_a=20.0)  # a 20 A cable
+    assert rig.ctl.offered_current_a() == 20.0
+    assert rig.output is PilotOutput.PWM and rig.duty == pytest.approx(33.33)
+    rig.report(CpState.B, pp_ampacity_a=None)  # the coding went (resistor broke): withdraw
+    assert rig.output is PilotOutput.X1 and rig.ctl.offered_current_a() == 0.0
+
+
+def test_tethered_cable_takes_its_rating_from_the_configuration() -> None:
+    rig = Rig.make()  # tethered: no PP coding to read
+    rig.report(CpState.B, pp_ampacity_a=None)
+    assert rig.ctl.offered_current_a() == 32.0 and rig.output is PilotOutput.PWM

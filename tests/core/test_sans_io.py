@@ -9,8 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "chargepoint"
-# The asyncio shells and the composition root (app.py, cli.py) do the I/O.
-IO_MODULES = {"adapters", "app.py", "cli.py", "__main__.py"}
+# The asyncio shells, the composition root (app.py, backends.py, cli.py) and the demos
+# above it do the I/O.
+IO_MODULES = {"adapters", "demo", "app.py", "backends.py", "cli.py", "__main__.py"}
 FORBIDDEN = {
     "asyncio", "socket", "selectors", "ssl", "serial", "can", "ocpp", "websockets",
     "sqlite3", "threading", "subprocess", "time",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,22 @@ def test_generated_files_are_up_to_date() -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_generator_refuses_schemas_other_than_the_pinned_ones(tmp_path: Path) -> None:
+    schemas = _schema_dir()
+    if schemas is None:
+        pytest.skip("iso15118 package (official XSDs) not available")
+    copy = tmp_path / "schemas"
+    shutil.copytree(schemas, copy)
+    dc = copy / "iso15118_20" / "V2G_CI_DC.xsd"
+    dc.write_text(dc.read_text() + "\n<!-- changed -->\n")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_exi.py"), str(copy), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "iso15118_20/V2G_CI_DC.xsd: sha256" in proc.stdout

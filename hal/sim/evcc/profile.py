@@ -2,7 +2,7 @@
 it measures on its own side of the plant (measurements).
 
 Service names and IDs, control-mode codes and timing defaults follow
-/work/shared/iso15118-20/FACTS.md ("Session sequence", "Timing").
+../shared/iso15118-20/FACTS.md ("Session sequence", "Timing").
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chargepoint.adapters.control_socket import request
-from chargepoint.adapters.demo import DemoError, run_with_station
 from chargepoint.app import Station
 from chargepoint.config import Config
+from chargepoint.demo.basic import DemoError, run_with_station
 
 STEP_TIMEOUT_S = 30.0
 ENERGY_TOLERANCE_WH = 1e-6
