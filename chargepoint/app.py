@@ -13,29 +13,29 @@ import asyncio
 import gc
 import logging
 import signal
-import socket
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import can
 
 from chargepoint.adapters.control_socket import ControlRequestError, serve_control
 from chargepoint.adapters.evse_runner import EvseDevices, EvseRunner, Listener
 from chargepoint.adapters.systemd_notify import SystemdNotifier
+from chargepoint.backends import (
+    ISOLATION_MONITORS,
+    METERS,
+    PILOT_BOARDS,
+    PLC_LINKS,
+    POWER_STAGES,
+    Build,
+    SimHardware,
+    build,
+)
 from chargepoint.config import (
-    CanPowerStageConfig,
     Config,
     EvseConfig,
-    PacketPlcConfig,
-    SerialPilotBoardConfig,
-    SimPilotBoardConfig,
-    SimPlcConfig,
-    SimPowerStageConfig,
 )
-from chargepoint.errors import ConfigError
 from chargepoint.evse.controller import EvseController, EvseSettings
 from chargepoint.evse.events import (
     ClearFaults,
@@ -45,10 +45,6 @@ from chargepoint.evse.events import (
     StartCharging,
     StopCharging,
 )
-from hal.pilot_serial.driver import SerialPilotBoard
-from hal.pilot_serial.simulated import SimulatedPilotBoard
-from hal.power_can.driver import CanPowerStage
-from hal.power_can.simulated import SimulatedPowerModule
 from hal.power_stage import PowerStageCapabilities
 from hal.sim.battery import Battery
 from hal.sim.ev import SimulatedEv
@@ -78,29 +74,6 @@ SIM_SLAC_S = 0.2  # no PLC link configured: the car waits this long, as if SLAC 
 
 class ServiceStop(Exception):  # noqa: N818 - a signal, not an error
     """Raised inside the service task group to stop it in order."""
-
-
-@dataclass
-class SimHardware:
-    """Simulated devices of one EVSE (the far side of the wires)."""
-
-    world: SimWorld
-    board: SimulatedPilotBoard | None = None
-    power_module: SimulatedPowerModule | None = None
-    buses: list[can.BusABC] = field(default_factory=list)
-    car: SimulatedCar | None = None  # with [iso15118]: the EV speaks ISO 15118-20
-    car_report: dict[str, Any] | None = None  # the car's view of its last session
-    plc_line: SimulatedPlcLine | None = None  # evse.plc backend "sim": modem, line, car SLAC
-
-    def tasks(self) -> list[Coroutine[Any, Any, None]]:
-        coros: list[Coroutine[Any, Any, None]] = [self.world.run()]
-        if self.board is not None:
-            coros.append(self.board.run())
-        if self.power_module is not None:
-            coros.append(self.power_module.run())
-        if self.plc_line is not None:
-            coros.append(self.plc_line.run())
-        return coros
 
 
 def evse_settings(
@@ -176,124 +149,46 @@ class Station:
 
     # -- building ------------------------------------------------------------------
     def _build_evse(self, evse: EvseConfig, stack: AsyncExitStack) -> EvseDevices:
+        """Every device of one EVSE from the backend registry (``chargepoint.backends``)."""
+        hw = self._sim_hardware(evse) if self._needs_sim(evse) else None
+        b = Build(self.config, evse, stack, hw)
+        board = build(PILOT_BOARDS, b, evse.pilot_board)
+        stage = None if evse.power_stage is None else build(POWER_STAGES, b, evse.power_stage)
+        meter = None if evse.meter is None else build(METERS, b, evse.meter)
+        isolation = (
+            None
+            if evse.isolation_monitor is None
+            else build(ISOLATION_MONITORS, b, evse.isolation_monitor)
+        )
+        if evse.plc is not None:
+            self.plc[evse.id] = build(PLC_LINKS, b, evse.plc)
+        return EvseDevices(board=board, meter=meter, power_stage=stage, isolation=isolation)
+
+    def _sim_hardware(self, evse: EvseConfig) -> SimHardware:
+        """The simulated plant of one EVSE: physics, the EV, its meter and IMD views."""
         sim_cfg = self.config.sim
         plant = Plant(grid_voltage_v=evse.nominal_voltage_v, phases=evse.phases or 3)
-        hw: SimHardware | None = None
-        if self._needs_sim(evse):
-            battery = Battery(
-                capacity_wh=sim_cfg.battery_capacity_wh if sim_cfg else 60_000.0,
-                soc_pct=sim_cfg.initial_soc_pct if sim_cfg else 40.0,
-                max_discharge_power_w=sim_cfg.max_discharge_power_w if sim_cfg else 11_000.0,
-            )
-            ev = SimulatedEv(
-                plant,
-                battery,
-                onboard_charger_max_current_a=(
-                    sim_cfg.onboard_charger_max_current_a if sim_cfg else 16.0
-                ),
-                phases=sim_cfg.phases if sim_cfg else 3,
-                wants_ventilation=sim_cfg.wants_ventilation if sim_cfg else False,
-                target_soc_pct=sim_cfg.target_soc_pct if sim_cfg else 100.0,
-            )
-            meter = SimulatedMeter(plant, "dc" if evse.kind == "dc" else "ac")
-            hw = SimHardware(SimWorld(plant, ev=ev, meter=meter))
-            if self.config.iso15118 is not None and (sim_cfg is None or sim_cfg.simulated_car):
-                hw.car = self._sim_car(ev)
-            self.sim[evse.id] = hw
-
-        board_cfg = evse.pilot_board
-        if isinstance(board_cfg, SimPilotBoardConfig):
-            assert hw is not None
-            hw.board = SimulatedPilotBoard(
-                plant, transport="tcp" if board_cfg.link == "tcp" else "pty"
-            )
-            board = SerialPilotBoard(hw.board.url)
-        else:
-            assert isinstance(board_cfg, SerialPilotBoardConfig)
-            board = SerialPilotBoard(board_cfg.port, baudrate=board_cfg.baudrate)
-
-        stage = None
-        ps_cfg = evse.power_stage
-        if isinstance(ps_cfg, SimPowerStageConfig):
-            assert hw is not None
-            channel = f"chargepoint-sim-evse{evse.id}-{id(self)}"
-            sim_bus = can.Bus(interface="virtual", channel=channel, ignore_config=True)
-            drv_bus = can.Bus(interface="virtual", channel=channel, ignore_config=True)
-            hw.buses += [sim_bus, drv_bus]
-            caps = PowerStageCapabilities(
-                min_voltage_v=ps_cfg.min_voltage_v,
-                max_voltage_v=ps_cfg.max_voltage_v,
-                max_export_current_a=ps_cfg.max_export_current_a,
-                max_export_power_w=ps_cfg.max_export_power_w,
-                max_import_current_a=ps_cfg.max_import_current_a,
-                max_import_power_w=ps_cfg.max_import_power_w,
-                bidirectional=ps_cfg.bidirectional,
-            )
-            hw.power_module = SimulatedPowerModule(sim_bus, 1, plant, caps)
-            stage = CanPowerStage(drv_bus, 1)
-        elif isinstance(ps_cfg, CanPowerStageConfig):
-            bus = can.Bus(
-                interface=ps_cfg.interface,
-                channel=ps_cfg.channel,
-                bitrate=ps_cfg.bitrate,
-                ignore_config=True,
-            )
-            stack.callback(bus.shutdown)
-            stage = CanPowerStage(
-                bus, ps_cfg.node_id, off_current_threshold_a=ps_cfg.off_current_threshold_a
-            )
-        if evse.plc is not None:
-            self.plc[evse.id] = self._plc_link(evse, hw, stack)
-        sim_meter = hw.world.meter if hw is not None and evse.meter is not None else None
-        isolation = hw.world.isolation if hw is not None and evse.isolation_monitor else None
-        return EvseDevices(board=board, meter=sim_meter, power_stage=stage, isolation=isolation)
-
-    def _plc_link(self, evse: EvseConfig, hw: SimHardware | None, stack: AsyncExitStack
-                  ) -> PlcLink:  # fmt: skip
-        """The PLC modem: AF_PACKET on its interface, or the real driver over a frame
-        pipe to a simulated modem, power line and car SLAC stack."""
-        from hal.plc.driver import PacketPlcLink  # noqa: PLC0415
-
-        cfg = evse.plc
-        link: PacketPlcLink
-        if isinstance(cfg, PacketPlcConfig):
-            link = PacketPlcLink(cfg.interface)
-        else:
-            assert isinstance(cfg, SimPlcConfig)
-            if hw is None:
-                raise ConfigError(
-                    "evse", [(f"evse {evse.id}.plc", "backend 'sim' needs a simulated pilot board")]
-                )
-            hw.plc_line, host = self._sim_plc_line()
-            iso = self.config.iso15118
-            assert iso is not None
-            link = PacketPlcLink.over_socket(
-                host, interface=iso.interface, host_mac=_local_mac(evse.id)
-            )
-        stack.push_async_callback(link.close)
-        return link
-
-    def _sim_plc_line(self) -> tuple[SimulatedPlcLine, socket.socket]:
-        """The far side (modem, power line, car) and the host end of its frame pipe."""
-        from hal.plc.simulated import (  # noqa: PLC0415
-            CarBehaviour,
-            CarStops,
-            PlcChannel,
-            SimulatedPlcLine,
-            open_frame_pipe,
+        battery = Battery(
+            capacity_wh=sim_cfg.battery_capacity_wh if sim_cfg else 60_000.0,
+            soc_pct=sim_cfg.initial_soc_pct if sim_cfg else 40.0,
+            max_discharge_power_w=sim_cfg.max_discharge_power_w if sim_cfg else 11_000.0,
         )
-
-        sim_cfg = self.config.sim
-        host, far = open_frame_pipe()
-        channel = PlcChannel(
-            loss=sim_cfg.slac_loss if sim_cfg else 0.0,
-            attenuation_db=sim_cfg.slac_attenuation_db if sim_cfg else 22.0,
+        ev = SimulatedEv(
+            plant,
+            battery,
+            onboard_charger_max_current_a=(
+                sim_cfg.onboard_charger_max_current_a if sim_cfg else 16.0
+            ),
+            phases=sim_cfg.phases if sim_cfg else 3,
+            wants_ventilation=sim_cfg.wants_ventilation if sim_cfg else False,
+            target_soc_pct=sim_cfg.target_soc_pct if sim_cfg else 100.0,
         )
-        car = CarBehaviour(
-            stops=CarStops(sim_cfg.slac_fail) if sim_cfg else CarStops.NEVER,
-            start_delay_s=sim_cfg.slac_delay_s if sim_cfg else 0.0,
-        )
-        return SimulatedPlcLine(far, channel=channel, car=car), host
+        meter = SimulatedMeter(plant, "dc" if evse.kind == "dc" else "ac")
+        hw = SimHardware(SimWorld(plant, ev=ev, meter=meter))
+        if self.config.iso15118 is not None and (sim_cfg is None or sim_cfg.simulated_car):
+            hw.car = self._sim_car(ev)
+        self.sim[evse.id] = hw
+        return hw
 
     def _sim_car(self, ev: SimulatedEv) -> SimulatedCar:
         from hal.sim.evcc import CarControls, CarProfile, SimulatedCar  # noqa: PLC0415
@@ -400,9 +295,6 @@ class Station:
         try:
             async with AsyncExitStack() as stack:
                 devices = {e.id: self._build_evse(e, stack) for e in self.config.evse}
-                for hw in self.sim.values():
-                    for bus in hw.buses:
-                        stack.callback(bus.shutdown)
                 async with asyncio.TaskGroup() as hardware:
                     sim_tasks = [
                         hardware.create_task(coro, name=f"sim-evse{evse_id}")
@@ -799,11 +691,6 @@ class Station:
             "sessions": stats.sessions,
             "last_end": stats.last_end,
         }
-
-
-def _local_mac(evse_id: int) -> bytes:
-    """A locally administered unicast MAC for a simulated PLC link's host end."""
-    return bytes((0x02, 0x43, 0x50, 0x00, (evse_id >> 8) & 0xFF, evse_id & 0xFF))
 
 
 def _prepare_state_dir(path: Path) -> None:

@@ -379,25 +379,76 @@ PowerStageConfig = Annotated[
 
 
 class SimIsolationMonitorConfig(_Model):
-    """Simulated IMD reading the plant's insulation resistance."""
+    """Simulated IMD reading the plant's insulation resistance. ``link = "modbus"``:
+    an isoCHA425HV on a pty, reached by the real Modbus driver."""
 
     backend: Literal["sim"]
+    link: Literal["direct", "modbus"] = "direct"
 
 
-# Single backend today; becomes a discriminated union when a real IMD driver lands.
-IsolationMonitorConfig = SimIsolationMonitorConfig
+class _ModbusSerial(_Model):
+    """An RS-485 Modbus RTU line (one device per serial port)."""
+
+    port: Annotated[str, AfterValidator(_check_serial_port)]
+    baudrate: Annotated[Int, Field(gt=0, le=921_600)]
+    parity: Literal["N", "E", "O"]
+    stopbits: Literal[1, 2] = 1
+    unit_id: Annotated[Int, Field(ge=1, le=247)]  # Modbus RTU slave addresses
+    timeout_s: Annotated[Float, Field(gt=0, le=5)]
+
+
+class ModbusIsolationMonitorConfig(_ModbusSerial):
+    """A Bender isoCHA425HV on Modbus RTU (docs/modbus-devices.md)."""
+
+    backend: Literal["modbus"]
+    model: Literal["isocha425hv"] = "isocha425hv"
+    baudrate: Annotated[Int, Field(gt=0, le=921_600)] = 19_200
+    parity: Literal["N", "E", "O"] = "E"
+    unit_id: Annotated[Int, Field(ge=1, le=247)] = 3
+    timeout_s: Annotated[Float, Field(gt=0, le=5)] = 1.0
+    # The device's own alarm thresholds, set on start (IEC 61851-23: 500 / 100 ohm/V at 1 kV)
+    prewarning_kohm: Annotated[Int, Field(ge=1, le=10_000)] = 500
+    alarm_kohm: Annotated[Int, Field(ge=1, le=10_000)] = 100
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Self:
+        if self.prewarning_kohm <= self.alarm_kohm:
+            _fail(
+                [(("prewarning_kohm",), "must be above alarm_kohm", self.prewarning_kohm)],
+                type(self).__name__,
+            )
+        return self
+
+
+IsolationMonitorConfig = Annotated[
+    SimIsolationMonitorConfig | ModbusIsolationMonitorConfig, Field(discriminator="backend")
+]
 
 
 class SimMeterConfig(_Model):
-    """Simulated meter integrating the plant's power into its registers."""
+    """Simulated meter integrating the plant's power into its registers. ``link =
+    "modbus"`` (AC only): an SDM630 on a pty, reached by the real Modbus driver."""
 
     backend: Literal["sim"]
+    link: Literal["direct", "modbus"] = "direct"
     initial_import_energy_wh: Annotated[Float, Field(ge=0)] = 0.0
     initial_export_energy_wh: Annotated[Float, Field(ge=0)] = 0.0
 
 
-# Single backend today; becomes a discriminated union when a real meter driver lands.
-MeterConfig = SimMeterConfig
+class ModbusMeterConfig(_ModbusSerial):
+    """An Eastron SDM630 on Modbus RTU (docs/modbus-devices.md)."""
+
+    backend: Literal["modbus"]
+    model: Literal["sdm630"] = "sdm630"
+    baudrate: Annotated[Int, Field(gt=0, le=921_600)] = 9_600
+    parity: Literal["N", "E", "O"] = "N"
+    unit_id: Annotated[Int, Field(ge=1, le=247)] = 1
+    timeout_s: Annotated[Float, Field(gt=0, le=5)] = 0.5
+    # true when the meter is wired so that energy to the EV counts as its export
+    reverse_direction: Bool = False
+
+
+MeterConfig = Annotated[SimMeterConfig | ModbusMeterConfig, Field(discriminator="backend")]
 
 
 # --------------------------------------------------------------------------- PLC (ISO 15118-3)
@@ -553,6 +604,10 @@ class EvseConfig(_Model):
             for name in ("power_stage", "isolation_monitor"):
                 if getattr(self, name) is None:
                     problems.append(((name,), "required for kind = 'dc'", None))
+            if isinstance(self.meter, SimMeterConfig) and self.meter.link == "modbus":
+                problems.append(
+                    (("meter", "link"), "'modbus' simulates an AC meter (SDM630)", "modbus")
+                )
         seen: dict[int, int] = {}
         for index, connector in enumerate(self.connectors):
             if connector.id in seen:
@@ -644,6 +699,9 @@ class RuntimeConfig(_Model):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json for journald/log shippers
     watchdog: Bool = True  # systemd WatchdogSec keep-alive (sd_notify)
+    # A lab bench: real power hardware next to simulated safety sensors is allowed
+    # (warned). Never on a charger a vehicle can be connected to.
+    lab_bench: Bool = False
 
 
 # --------------------------------------------------------------------------- simulation
@@ -855,6 +913,18 @@ class Config(_Model):
                 seen[evse.id] = index
             if evse.plc is not None and self.iso15118 is None:
                 problems.append((("evse", index, "plc"), "needs an [iso15118] section", None))
+            if not self.runtime.lab_bench:
+                for warning in _mixed_backend_warnings(index, evse):
+                    key, message = warning.split(": ", 1)
+                    name = key.rsplit(".", 1)[1]
+                    problems.append(
+                        (
+                            ("evse", index, name),
+                            f"{message}: refused (a real driver is needed, or "
+                            "runtime.lab_bench = true on a lab bench)",
+                            "sim",
+                        )
+                    )
         interfaces = [e.plc.interface for e in self.evse if isinstance(e.plc, PacketPlcConfig)]
         for index, evse in enumerate(self.evse):
             if isinstance(evse.plc, PacketPlcConfig) and interfaces.count(evse.plc.interface) > 1:
@@ -905,7 +975,8 @@ class Config(_Model):
             connector_ids = sorted(c.id for c in evse.connectors)
             if connector_ids != list(range(1, len(connector_ids) + 1)):
                 found.append(f"evse[{i}].connector: OCPP expects connector ids 1..N without gaps")
-            found.extend(_mixed_backend_warnings(i, evse))
+            if self.runtime.lab_bench:  # otherwise refused by the validator
+                found.extend(_mixed_backend_warnings(i, evse))
         simulated = any(evse.pilot_board.backend == "sim" for evse in self.evse)
         if self.sim is not None and not simulated:
             found.append("sim: ignored, no EVSE uses a simulated pilot board")
@@ -928,7 +999,6 @@ def _mixed_backend_warnings(index: int, evse: EvseConfig) -> list[str]:
             ("power_stage", evse.power_stage),
             ("isolation_monitor", evse.isolation_monitor),
             ("meter", evse.meter),
-            ("plc", evse.plc),
         )
         if part is not None and part.backend == "sim"
     ]

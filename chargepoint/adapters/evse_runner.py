@@ -36,7 +36,13 @@ from chargepoint.evse.actions import (
     SwitchPowerStageOff,
 )
 from chargepoint.evse.controller import EvseController
-from chargepoint.evse.events import Event, IsolationObserved, PilotObserved, TaskCrashed
+from chargepoint.evse.events import (
+    Event,
+    IsolationObserved,
+    MeterObserved,
+    PilotObserved,
+    TaskCrashed,
+)
 from chargepoint.evse.session import MeterSnapshot, SessionSummary, SessionTracker
 from hal.isolation import IsolationMonitor, IsolationReading
 from hal.meter import Meter, MeterReading
@@ -52,6 +58,7 @@ KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at le
 KEEPALIVE_STALL_S = 0.5
 RELINK_PERIOD_S = 1.0
 METER_PERIOD_S = 1.0
+METER_FAILURES_FOR_FAULT = 3  # consecutive failed reads (~3 s) latch FaultKind.METER
 # Every hardware command is bounded below the board's 300 ms keep-alive timeout. A
 # power stage still ramping down after EvseSettings.power_off_wait_s loses the
 # contactor permission anyway (the safe state wins over contact wear).
@@ -94,6 +101,7 @@ class EvseRunner:
         self._stage_mode = PowerMode.OFF
         self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
         self._board_link_up = True  # the safety loop owns the link; the keep-alive follows it
+        self._meter_failures = 0  # consecutive failed reads
         self.ready = asyncio.Event()  # set after the first board status
         self._lock = asyncio.Lock()
         self._notices: asyncio.Queue[Action] = asyncio.Queue()
@@ -333,7 +341,15 @@ class EvseRunner:
             try:
                 self.last_meter = await meter.read()
             except HalError as exc:
+                self._meter_failures += 1
                 log.error("evse %d: meter read failed: %s", self.evse_id, exc)
+                if self._meter_failures == METER_FAILURES_FOR_FAULT:
+                    await self.submit(MeterObserved(False, str(exc)))
+            else:
+                if self._meter_failures >= METER_FAILURES_FOR_FAULT:
+                    log.warning("evse %d: the meter answers again", self.evse_id)
+                    await self.submit(MeterObserved(True))
+                self._meter_failures = 0
         if self.last_meter is None:
             return MeterSnapshot(0.0, 0.0)
         return MeterSnapshot(self.last_meter.import_energy_wh, self.last_meter.export_energy_wh)

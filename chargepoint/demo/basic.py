@@ -60,26 +60,41 @@ async def run_with_station(
     return 1 if failures else code
 
 
-async def _session(sock: Path, evse: int, charge_s: float, out: TextIO) -> int:
-    async def sim(name: str, *args: str) -> None:
-        answer = await request(sock, {"cmd": "sim", "evse": evse, "name": name, "args": list(args)})
+class DemoControl:
+    """What a demo does with the running service: sim commands and status of one
+    EVSE over the control socket, and waiting for a condition (or failing)."""
+
+    def __init__(self, sock: Path, evse: int, step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+        self.sock = sock
+        self.evse = evse
+        self.step_timeout_s = step_timeout_s
+
+    async def sim(self, name: str, *args: str) -> None:
+        message = {"cmd": "sim", "evse": self.evse, "name": name, "args": list(args)}
+        answer = await request(self.sock, message)
         if not answer["ok"]:
             raise DemoError(f"sim {name}: {answer['error']}")
 
-    async def status() -> dict[str, Any]:
-        answer = await request(sock, {"cmd": "status"})
-        evse_status: dict[str, Any] = next(e for e in answer["result"]["evse"] if e["id"] == evse)
-        return evse_status
+    async def status(self) -> dict[str, Any]:
+        answer = await request(self.sock, {"cmd": "status"})
+        found: dict[str, Any] = next(e for e in answer["result"]["evse"] if e["id"] == self.evse)
+        return found
 
-    async def wait_for(predicate: str, check: Any) -> dict[str, Any]:
+    async def wait_for(self, what: str, check: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        end = loop.time() + STEP_TIMEOUT_S
-        while loop.time() < end:
-            st = await status()
-            if check(st):
-                return st
+        end = loop.time() + self.step_timeout_s
+        st = await self.status()
+        while not check(st):
+            if loop.time() > end:
+                raise DemoError(f"timed out waiting for {what}; last status {st}")
             await asyncio.sleep(0.05)
-        raise DemoError(f"timed out waiting for {predicate}; last status {st}")
+            st = await self.status()
+        return st
+
+
+async def _session(sock: Path, evse: int, charge_s: float, out: TextIO) -> int:
+    control = DemoControl(sock, evse)
+    sim, status, wait_for = control.sim, control.status, control.wait_for
 
     print(f"EVSE {evse}: plugging in the simulated EV", file=out)
     await sim("plug")

@@ -18,10 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from chargepoint.adapters.control_socket import request
 from chargepoint.app import Station
 from chargepoint.config import Config
-from chargepoint.demo.basic import DemoError, run_with_station
+from chargepoint.demo.basic import DemoControl, DemoError, run_with_station
 
 STEP_TIMEOUT_S = 30.0
 ENERGY_TOLERANCE_WH = 1e-6
@@ -49,26 +48,8 @@ async def run_v2g_demo(config: Config, *, phase_s: float, out: TextIO) -> int:
 
 
 async def _session(sock: Path, evse: int, phase_s: float, out: TextIO) -> int:
-    async def sim(name: str, *args: str) -> None:
-        answer = await request(sock, {"cmd": "sim", "evse": evse, "name": name, "args": list(args)})
-        if not answer["ok"]:
-            raise DemoError(f"sim {name}: {answer['error']}")
-
-    async def status() -> dict[str, Any]:
-        answer = await request(sock, {"cmd": "status"})
-        found: dict[str, Any] = next(e for e in answer["result"]["evse"] if e["id"] == evse)
-        return found
-
-    async def wait_for(what: str, check: Any) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + STEP_TIMEOUT_S
-        st = await status()
-        while not check(st):
-            if loop.time() > end:
-                raise DemoError(f"timed out waiting for {what}; last status {st}")
-            await asyncio.sleep(0.05)
-            st = await status()
-        return st
+    control = DemoControl(sock, evse, STEP_TIMEOUT_S)
+    sim, status, wait_for = control.sim, control.status, control.wait_for
 
     async def show(seconds: float, label: str) -> None:
         print(f"-- {label}", file=out, flush=True)

@@ -53,6 +53,7 @@ from chargepoint.evse.events import (
     HlcSessionEnded,
     HlcWakeUp,
     IsolationObserved,
+    MeterObserved,
     PilotObserved,
     PowerStageObserved,
     SetAvailable,
@@ -260,6 +261,9 @@ class EvseController:
                 self._on_power_stage(event, now)
             case IsolationObserved():
                 self._on_isolation(event, now)
+            case MeterObserved(ok=ok, detail=detail):
+                kinds = set() if ok else {FaultKind.METER}
+                self._latch_many("meter", kinds, now, {FaultKind.METER: f"meter: {detail}"})
             case TaskCrashed(task=task, detail=detail):
                 self._latch_one_shot(FaultKind.TASK_CRASHED, f"task {task} crashed: {detail}", now)
             case StartCharging():

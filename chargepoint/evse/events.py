@@ -40,6 +40,15 @@ class IsolationObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterObserved:
+    """The meter answers again (``ok``) or has failed persistently: a billing-relevant
+    unit delivers no energy it cannot meter."""
+
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TaskCrashed:
     task: str
     detail: str
@@ -136,6 +145,7 @@ Event = (
     | PowerStageObserved
     | IsolationObserved
     | TaskCrashed
+    | MeterObserved
     | StartCharging
     | StopCharging
     | SetCurrentLimit

@@ -23,6 +23,7 @@ class FaultKind(Enum):
     POWER_STAGE = "power_stage"
     POWER_STAGE_KEEPALIVE_LOST = "power_stage_keepalive_lost"
     TASK_CRASHED = "task_crashed"
+    METER = "meter"  # the meter stopped answering: no energy without metering
 
 
 @dataclass(frozen=True, slots=True)

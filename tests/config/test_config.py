@@ -15,6 +15,9 @@ from chargepoint import __version__
 from chargepoint.config import (
     CanPowerStageConfig,
     Config,
+    ModbusIsolationMonitorConfig,
+    ModbusMeterConfig,
+    PacketPlcConfig,
     Secret,
     SerialPilotBoardConfig,
     SimPilotBoardConfig,
@@ -156,8 +159,12 @@ def test_pi_example_loads() -> None:
     assert config.csms.password.file.parent == Path("/etc/chargepoint")
     assert config.runtime.control_socket.parent == Path("/run/chargepoint")
     assert config.runtime.state_dir == Path("/var/lib/chargepoint")
-    # The only IMD backend is simulated: the loader must say so loudly.
-    assert any(w.startswith("evse[0].isolation_monitor:") for w in config.warnings())
+    # Real safety sensors next to the real power hardware (no simulated IMD or meter).
+    assert isinstance(evse.isolation_monitor, ModbusIsolationMonitorConfig)
+    assert (evse.isolation_monitor.port, evse.isolation_monitor.unit_id) == ("/dev/ttyUSB0", 3)
+    assert isinstance(evse.meter, ModbusMeterConfig) and evse.meter.model == "sdm630"
+    assert isinstance(evse.plc, PacketPlcConfig) and evse.plc.interface == "eth1"
+    assert config.warnings() == []
 
 
 def test_pi_example_every_key_is_explained() -> None:
@@ -465,3 +472,59 @@ def test_questionable_but_legal_settings_are_warnings() -> None:
         "evse: OCPP expects EVSE ids numbered 1..N without gaps",
         "evse[0].connector[0].type: 'sFuture9' is not a known OCPP connector type",
     ]
+
+
+# --------------------------------------------------------------------------- real vs simulated
+
+REAL_AC = STATION + ac_evse().replace(
+    'pilot_board = { backend = "sim" }',
+    'pilot_board = { backend = "serial", port = "/dev/ttyAMA0" }',
+)
+
+
+SIM_METER = 'meter = { backend = "sim" }\n\n[[evse.connector]]'
+
+
+def test_real_power_hardware_with_a_simulated_meter_is_refused() -> None:
+    text = REAL_AC.replace("[[evse.connector]]", SIM_METER)
+    problems = problems_of(text)
+    assert list(problems) == ["evse[0].meter"]
+    assert "refused" in problems["evse[0].meter"] and "lab_bench" in problems["evse[0].meter"]
+
+
+def test_a_lab_bench_may_mix_them_and_is_warned() -> None:
+    text = REAL_AC.replace("[[evse.connector]]", SIM_METER)
+    config = parse_config(text + "\n[runtime]\nlab_bench = true\n")
+    assert [w.split(":")[0] for w in config.warnings()] == ["evse[0].meter"]
+
+
+def test_modbus_devices_are_validated() -> None:
+    meter = 'meter = { backend = "modbus", port = "/dev/ttyUSB1", parity = "X", unit_id = 0 }'
+    text = REAL_AC.replace("[[evse.connector]]", f"{meter}\n\n[[evse.connector]]")
+    assert set(problems_of(text)) == {"evse[0].meter.parity", "evse[0].meter.unit_id"}
+    ok = REAL_AC.replace(
+        "[[evse.connector]]",
+        'meter = { backend = "modbus", port = "/dev/ttyUSB1" }\n\n[[evse.connector]]',
+    )
+    config = parse_config(ok)
+    assert isinstance(config.evse[0].meter, ModbusMeterConfig)
+    assert (config.evse[0].meter.baudrate, config.evse[0].meter.unit_id) == (9600, 1)
+
+
+def test_imd_thresholds_must_be_ordered() -> None:
+    text = (
+        (CONFIG_DIR / "pi.example.toml")
+        .read_text()
+        .replace("prewarning_kohm = 500", "prewarning_kohm = 50")
+    )
+    assert list(problems_of(text)) == ["evse[0].isolation_monitor.prewarning_kohm"]
+
+
+def test_a_simulated_modbus_meter_is_an_ac_meter() -> None:
+    text = (
+        (CONFIG_DIR / "sim-v2g.toml")
+        .read_text()
+        .replace('meter = { backend = "sim" }', 'meter = { backend = "sim", link = "modbus" }')
+    )
+    problems = problems_of(text)
+    assert list(problems) == ["evse[0].meter"] and "AC meter" in problems["evse[0].meter"]

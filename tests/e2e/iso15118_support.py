@@ -353,11 +353,11 @@ class RecordingBoard(_Recorder):
         await self.inner.send_keepalive()
 
 
-class RecordingStage(_Recorder):
-    """A :class:`PowerStage` that notes mode changes (and when Off is confirmed)."""
+class ForwardingStage:
+    """A :class:`PowerStage` that forwards every call to the real driver; tests
+    override the calls they watch or slow down."""
 
-    def __init__(self, inner: PowerStage, log: CommandLog, hw: SimHardware) -> None:
-        super().__init__(log, hw)
+    def __init__(self, inner: PowerStage) -> None:
         self.inner = inner
 
     async def open(self) -> None:
@@ -376,13 +376,24 @@ class RecordingStage(_Recorder):
         await self.inner.set_import_limits(voltage_v, current_a, power_w)
 
     async def set_mode(self, mode: PowerMode) -> None:
+        await self.inner.set_mode(mode)
+
+    async def read_status(self) -> PowerStageStatus:
+        return await self.inner.read_status()
+
+
+class RecordingStage(ForwardingStage, _Recorder):
+    """A :class:`PowerStage` that notes mode changes (and when Off is confirmed)."""
+
+    def __init__(self, inner: PowerStage, log: CommandLog, hw: SimHardware) -> None:
+        ForwardingStage.__init__(self, inner)
+        _Recorder.__init__(self, log, hw)
+
+    async def set_mode(self, mode: PowerMode) -> None:
         self._note(f"stage {mode.value}")
         await self.inner.set_mode(mode)
         if mode is PowerMode.OFF:
             self._note("stage off done")  # OFF returns once the current is below threshold
-
-    async def read_status(self) -> PowerStageStatus:
-        return await self.inner.read_status()
 
 
 def record_commands(station: Station, evse_id: int = 1) -> CommandLog:

@@ -17,43 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from hal.power_stage import PowerMode, PowerStage, PowerStageCapabilities, PowerStageStatus
-from tests.e2e.iso15118_support import iso, running_station, v2g_config
+from hal.power_stage import PowerMode
+from tests.e2e.iso15118_support import ForwardingStage, iso, running_station, v2g_config
 
 SLOW_OFF_S = 0.4
 MAX_GAP_S = 0.15
 
 
-class SlowOffStage:
+class SlowOffStage(ForwardingStage):
     """The real driver, except that switching off is confirmed only ``SLOW_OFF_S`` later."""
 
-    def __init__(self, inner: PowerStage) -> None:
-        self.inner = inner
-        self.off_calls = 0
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def capabilities(self) -> PowerStageCapabilities:
-        return await self.inner.capabilities()
-
-    async def set_export_limits(self, voltage_v: float, current_a: float, power_w: float) -> None:
-        await self.inner.set_export_limits(voltage_v, current_a, power_w)
-
-    async def set_import_limits(self, voltage_v: float, current_a: float, power_w: float) -> None:
-        await self.inner.set_import_limits(voltage_v, current_a, power_w)
+    off_calls = 0
 
     async def set_mode(self, mode: PowerMode) -> None:
         await self.inner.set_mode(mode)
         if mode is PowerMode.OFF:  # commanded; the confirmation of a slow ramp-down comes late
             self.off_calls += 1
             await asyncio.sleep(SLOW_OFF_S)  # the runner bounds its wait
-
-    async def read_status(self) -> PowerStageStatus:
-        return await self.inner.read_status()
 
 
 @pytest.fixture(scope="module")
