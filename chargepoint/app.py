@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAFETY_STALL_S = 1.0  # watchdog is fed only if every safety loop passed this recently
+MAX_LIMIT_A = 3_000.0  # the largest conductive charging current (MCS)
 MAX_SETPOINT_W = 1.0e6  # far beyond any charger; the arbiter clamps to the real limits
 CAR_POLL_S = 0.05
 OVER_VOLTAGE_MARGIN = 1.05  # [safety] over_voltage_v unset: the stage's maximum + 5 %
@@ -592,7 +593,9 @@ class Station:
     def _runner_for(self, request: dict[str, Any]) -> EvseRunner:
         evse_id = request.get("evse", next(iter(self.runners)))
         if not isinstance(evse_id, int) or evse_id not in self.runners:
-            raise ControlRequestError(f"unknown evse {evse_id!r}; have {sorted(self.runners)}")
+            raise ControlRequestError(
+                f"unknown evse {str(evse_id)[:20]}; have {sorted(self.runners)}"
+            )
         return self.runners[evse_id]
 
     def status(self) -> dict[str, Any]:
@@ -710,8 +713,14 @@ def _operator_event(cmd: str, request: dict[str, Any]) -> Event:
             return SetAvailable(bool(request.get("available", True)))
         case "limit":
             current = request.get("current_a")
-            if not isinstance(current, int | float):
-                raise ControlRequestError("limit needs a number 'current_a'")
+            if (
+                not isinstance(current, int | float)
+                or isinstance(current, bool)
+                or not 0.0 <= current <= MAX_LIMIT_A  # exact for huge ints; NaN fails too
+            ):
+                raise ControlRequestError(
+                    f"limit needs 'current_a' in 0..{MAX_LIMIT_A:g} A, got {str(current)[:40]}"
+                )
             return SetCurrentLimit(float(current))
     raise ControlRequestError(
         f"unknown command {cmd!r}; use status, sim, start, stop, clear-faults, available, limit"

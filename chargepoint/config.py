@@ -132,6 +132,11 @@ def _fail(problems: list[tuple[tuple[str | int, ...], str, object]], title: str)
     )
 
 
+# Plausible physical ranges: anything beyond is a typo, not a charger.
+MAX_CURRENT_A = 3_000.0  # MCS (IEC 61851-23-3): the largest conductive charging current
+MAX_POWER_W = 3_750_000.0  # MCS: 1,250 V x 3,000 A
+
+
 class _Model(BaseModel):
     """Common policy: immutable, unknown keys rejected, no NaN/inf sneaking in."""
 
@@ -303,12 +308,12 @@ class SimPowerStageConfig(_Model):
     """Simulated bidirectional DC module; the defaults model a 30 kW V2G unit."""
 
     backend: Literal["sim"]
-    min_voltage_v: Annotated[Float, Field(ge=0)] = 150.0
-    max_voltage_v: Annotated[Float, Field(gt=0)] = 920.0
-    max_export_current_a: Annotated[Float, Field(gt=0)] = 100.0
-    max_export_power_w: Annotated[Float, Field(gt=0)] = 30_000.0
-    max_import_current_a: Annotated[Float, Field(ge=0)] = 100.0
-    max_import_power_w: Annotated[Float, Field(ge=0)] = 30_000.0
+    min_voltage_v: Annotated[Float, Field(ge=0, le=1500)] = 150.0
+    max_voltage_v: Annotated[Float, Field(gt=0, le=1500)] = 920.0
+    max_export_current_a: Annotated[Float, Field(gt=0, le=MAX_CURRENT_A)] = 100.0
+    max_export_power_w: Annotated[Float, Field(gt=0, le=MAX_POWER_W)] = 30_000.0
+    max_import_current_a: Annotated[Float, Field(ge=0, le=MAX_CURRENT_A)] = 100.0
+    max_import_power_w: Annotated[Float, Field(ge=0, le=MAX_POWER_W)] = 30_000.0
     bidirectional: Bool = True
 
     @model_validator(mode="after")
@@ -370,7 +375,7 @@ class CanPowerStageConfig(_Model):
     node_id: Annotated[Int, Field(ge=0, le=63)]
     # set_mode(OFF) returns only once |current| is below this, so contactors
     # never open under load.
-    off_current_threshold_a: Annotated[Float, Field(gt=0)] = 1.0
+    off_current_threshold_a: Annotated[Float, Field(gt=0, le=10)] = 1.0
 
 
 PowerStageConfig = Annotated[
@@ -523,14 +528,14 @@ KNOWN_CONNECTOR_TYPES = frozenset(
 class ConnectorConfig(_Model):
     """One physical connector of an EVSE (``[[evse.connector]]``)."""
 
-    id: Annotated[Int, Field(ge=1)]
+    id: Annotated[Int, Field(ge=1, le=99)]
     # OCPP connector type: 'c' prefix = captive cable, 's' prefix = socket outlet.
     type: Annotated[
         str,
         _matching(r"[A-Za-z0-9-]{1,20}", "must be an OCPP connector type such as 'sType2'"),
     ]
     tethered: Bool  # tethered cables have no lock and no PP ampacity to read
-    max_current_a: Annotated[Float, Field(gt=0)] | None = None
+    max_current_a: Annotated[Float, Field(gt=0, le=MAX_CURRENT_A)] | None = None
 
     @model_validator(mode="after")
     def _type_matches_cable(self) -> Self:
@@ -561,13 +566,14 @@ class EvseConfig(_Model):
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
-    id: Annotated[Int, Field(ge=1)]
+    id: Annotated[Int, Field(ge=1, le=999)]  # OCPP evseId; a station has a handful
     kind: Literal["ac", "dc"]
     phases: Phases | None = None  # AC only
     # AC: line-to-neutral RMS supply. DC: rated output (the power stage reports its range).
     nominal_voltage_v: Annotated[Float, Field(gt=0, le=1500)]
-    max_current_a: Annotated[Float, Field(gt=0)]  # AC: per phase
-    max_power_w: Annotated[Float, Field(gt=0)] | None = None  # None: current limit only
+    # AC: per phase (6..80 A, checked below); DC up to MCS (3,000 A, 3.75 MW)
+    max_current_a: Annotated[Float, Field(gt=0, le=MAX_CURRENT_A)]
+    max_power_w: Annotated[Float, Field(gt=0, le=MAX_POWER_W)] | None = None  # None: by current
     ventilation: Bool = False  # may state D (ventilation required) be served?
     # Offer PWM without authorization (free vend) until OCPP authorization exists.
     autostart: Bool = True
@@ -1050,6 +1056,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     """Validate TOML ``text``; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # arrays or tables nested thousands deep: no config is like that
+        raise ConfigError(source, [("<toml>", "nested too deeply")]) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POSITION.match(message)
@@ -1064,6 +1072,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         return Config.model_validate(data, context={"source": source})
     except ValidationError as exc:
         raise ConfigError(source, _problems(exc)) from exc
+    except RecursionError:
+        raise ConfigError(source, [("<toml>", "nested too deeply")]) from None
 
 
 def format_problems(err: ConfigError) -> str:

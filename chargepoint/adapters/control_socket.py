@@ -21,6 +21,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
+MAX_CLIENTS = 32  # more at once is a leak or an attack: the control plane stays usable
+IDLE_TIMEOUT_S = 30.0  # a client silent this long (half-open, forgotten) is closed
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -32,16 +34,32 @@ class ControlRequestError(ValueError):
 async def serve_control(path: Path, handler: Handler, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled; removes a stale socket file first and on exit."""
     _prepare(path)
+    clients = 0
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal clients
+        if clients >= MAX_CLIENTS:
+            log.warning("control socket: %d clients connected; refusing one more", clients)
+            writer.write(b'{"ok": false, "error": "too many control clients"}\n')
+            writer.close()
+            return
+        clients += 1
         try:
-            while line := await reader.readline():
+            while True:
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    line = await reader.readline()
+                if not line:
+                    break
                 response = await _answer(line, handler)
                 writer.write(json.dumps(response).encode() + b"\n")
-                await writer.drain()
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    await writer.drain()
+        except TimeoutError:
+            log.info("control client idle for %.0f s: closed", IDLE_TIMEOUT_S)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("control client dropped: %s", exc)
         finally:
+            clients -= 1
             writer.close()
 
     server = await asyncio.start_unix_server(client, path, limit=MAX_LINE)
@@ -71,6 +89,10 @@ async def _answer(line: bytes, handler: Handler) -> dict[str, Any]:
         request = json.loads(line)
     except json.JSONDecodeError as exc:
         return {"ok": False, "error": f"not JSON: {exc}"}
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        return {"ok": False, "error": f"not acceptable JSON: {exc}"}
+    except RecursionError:
+        return {"ok": False, "error": "not acceptable JSON: nested too deeply"}
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         return {"ok": False, "error": "request must be an object with a string 'cmd'"}
     try:

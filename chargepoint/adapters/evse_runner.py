@@ -57,6 +57,8 @@ KEEPALIVE_PERIOD_S = 0.05  # docs/pilot-board-protocol.md: host keep-alive at le
 # safety path still makes the board open the contactors (its own timeout: 300 ms).
 KEEPALIVE_STALL_S = 0.5
 RELINK_PERIOD_S = 1.0
+RELINK_MIN_S = 0.1  # board reopen back-off: 0.1 s doubling to 5 s
+RELINK_MAX_S = 5.0
 METER_PERIOD_S = 1.0
 METER_FAILURES_FOR_FAULT = 3  # consecutive failed reads (~3 s) latch FaultKind.METER
 # Every hardware command is bounded below the board's 300 ms keep-alive timeout. A
@@ -102,6 +104,9 @@ class EvseRunner:
         self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
         self._board_link_up = True  # the safety loop owns the link; the keep-alive follows it
         self._meter_failures = 0  # consecutive failed reads
+        self._relink_at = 0.0  # loop time of the next board reopen attempt
+        self._relink_delay_s = RELINK_MIN_S
+        self._relink_attempts = 0
         self.ready = asyncio.Event()  # set after the first board status
         self._lock = asyncio.Lock()
         self._notices: asyncio.Queue[Action] = asyncio.Queue()
@@ -172,16 +177,33 @@ class EvseRunner:
             await asyncio.sleep(KEEPALIVE_PERIOD_S)
 
     async def _relink(self, until: float) -> bool:
-        """Try to reopen a lost board link; the controller's timers keep running."""
+        """Try to reopen a lost board link, backing off (0.1 s doubling to 5 s) and
+        logging each attempt at most at that rate; the controller's timers keep
+        running in between (the keep-alive fault stays latched meanwhile)."""
+        now = self.now()
+        if now < self._relink_at:
+            await asyncio.sleep(max(0.0, min(self._relink_at, until) - now))
+            return False
         board = self.devices.board
         await board.close()
         try:
             await board.open()
         except HalError as exc:
-            log.warning("evse %d: pilot board reopen failed: %s", self.evse_id, exc)
-            await asyncio.sleep(max(0.0, min(RELINK_PERIOD_S, until - self.now())))
+            self._relink_attempts += 1
+            log.warning(
+                "evse %d: pilot board reopen failed (attempt %d, next in %.1f s): %s",
+                self.evse_id,
+                self._relink_attempts,
+                self._relink_delay_s,
+                exc,
+            )
+            self._relink_at = self.now() + self._relink_delay_s
+            self._relink_delay_s = min(RELINK_MAX_S, self._relink_delay_s * 2)
+            await asyncio.sleep(max(0.0, min(self._relink_at, until) - self.now()))
             return False
         log.info("evse %d: pilot board link restored", self.evse_id)
+        self._relink_attempts = 0
+        self._relink_delay_s = RELINK_MIN_S
         return True
 
     async def submit(self, event: Event) -> list[Action]:

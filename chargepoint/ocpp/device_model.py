@@ -43,6 +43,11 @@ class Mutability(Enum):
     READ_WRITE = "ReadWrite"
 
 
+#: Largest value of a numeric variable without its own limit: a 32-bit integer, as
+#: CSMSs and OCTT expect; larger values are refused (ValueTooHigh).
+MAX_NUMBER = 2**31 - 1
+
+
 class DataType(Enum):
     STRING = "string"
     DECIMAL = "decimal"
@@ -530,6 +535,8 @@ def _var(
     constant: bool = False,
     reboot_required: bool = False,
 ) -> VariableSpec:
+    if max_limit is None and data_type in (DataType.INTEGER, DataType.DECIMAL):
+        max_limit = MAX_NUMBER  # no number from the network reaches arithmetic unbounded
     return VariableSpec(
         component,
         variable,

@@ -128,6 +128,9 @@ from chargepoint.ocpp.transactions import Transactions, sampled_values
 
 logger = logging.getLogger(__name__)
 
+#: Longest interval the CSMS may set (a week): anything longer is clamped, so that no
+#: number from the network reaches the timers unbounded.
+MAX_INTERVAL_S = 7 * 86_400
 #: Wait before retrying a BootNotification the CSMS did not answer, or answered
 #: with interval 0 (B02/B03 leave the choice to the station).
 BOOT_RETRY_DEFAULT_S = 60.0
@@ -768,6 +771,14 @@ class OcppStation:
     def _on_boot_response(self, payload: JsonObject, inflight: _InFlight, now: float) -> None:
         status = Registration(payload["status"])
         interval = int(payload["interval"])
+        if not 0 <= interval <= MAX_INTERVAL_S:  # valid JSON, no sane interval (10**400 s)
+            clamped = min(max(interval, 0), MAX_INTERVAL_S)
+            logger.warning(
+                "BootNotification interval %.20s... s out of range; using %d s",
+                str(interval),
+                clamped,
+            )
+            interval = clamped
         self._sync_clock(payload["currentTime"], inflight.sent_at, now)
         logger.info("BootNotification %s (interval %d s)", status.value, interval)
         self.registration = status

@@ -528,3 +528,41 @@ def test_a_simulated_modbus_meter_is_an_ac_meter() -> None:
     )
     problems = problems_of(text)
     assert list(problems) == ["evse[0].meter"] and "AC meter" in problems["evse[0].meter"]
+
+
+# ------------------------------------------------------------------- hostile files (issue 10)
+
+
+def test_a_deeply_nested_file_is_one_clear_problem(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(STATION + "x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [("<toml>", "nested too deeply")]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (("max_current_a = 16", "max_current_a = 1e9"), "evse[0].max_current_a"),
+        (
+            ("tethered = false", "tethered = false\nmax_current_a = 1e12"),
+            "evse[0].connector[0].max_current_a",
+        ),
+        (("id = 1\nkind", "id = 12345678901234567890123\nkind"), "evse[0].id"),
+    ],
+)
+def test_absurd_physical_values_are_refused(edit: tuple[str, str], key: str) -> None:
+    text = MINIMAL.replace(*edit)
+    assert text != MINIMAL
+    problems = problems_of(text)
+    assert key in problems, problems
+
+
+def test_absurd_dc_values_are_refused() -> None:
+    text = (CONFIG_DIR / "sim-v2g.toml").read_text()
+    for old, new, key in [
+        ("max_power_w = 30_000.0", "max_power_w = 1e15", "evse[0].max_power_w"),
+        ("max_current_a = 100.0", "max_current_a = 1e9", "evse[0].max_current_a"),
+    ]:
+        assert key in problems_of(text.replace(old, new, 1))

@@ -653,3 +653,45 @@ def test_runtime_security_events_are_sent_durably() -> None:
     frames = h.answer_all(h.boot())
     [event] = calls(frames, "SecurityEventNotification")
     assert (event[3]["type"], event[3]["techInfo"]) == ("TamperDetectionActivated", "lid")
+
+
+# -- numbers from the CSMS are bounded before they reach a timer (issue 10) ------------
+
+
+def test_an_absurd_boot_interval_is_clamped_and_does_not_crash() -> None:
+    h = Harness()
+    boot = h.connect()[0]
+    h.reply(boot, boot_result("Accepted", 10**400))  # valid under the schema
+    assert h.station.registration is Registration.ACCEPTED
+    assert h.station.model.int_value(dm.OCPP_COMM, dm.HEARTBEAT_INTERVAL) == 7 * 86_400
+    h.answer_all(h.drain())
+    h.advance(10.0)  # the timers run; nothing overflows
+    pending = Harness()
+    pending.reply(pending.connect()[0], boot_result("Rejected", 10**400))
+    assert pending.advance(60.0) == []  # clamped to a week, not retried at once
+
+
+def test_an_absurd_heartbeat_interval_is_refused() -> None:
+    h = Harness()
+    h.reply(h.connect()[0], boot_result())
+    h.answer_all(h.drain())
+    frames = h.receive(
+        [
+            2,
+            "sv",
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "HeartbeatInterval"},
+                        "attributeValue": "9" * 400,
+                    }
+                ]
+            },
+        ]
+    )
+    (result,) = frames[0][2]["setVariableResult"]
+    assert result["attributeStatus"] == "Rejected"
+    assert result["attributeStatusInfo"]["reasonCode"] == "ValueTooHigh"
+    h.advance(400.0)  # heartbeats still scheduled: nothing crashed
