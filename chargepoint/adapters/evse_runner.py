@@ -379,6 +379,7 @@ class EvseRunner:
     # -- other device loops (not on the safety path) ---------------------------------
     async def meter_loop(self) -> None:
         while True:
+            _stop_if_cancelled()
             await self.read_meter()
             if self.last_meter is not None:
                 self._publish(self.last_meter)
@@ -389,6 +390,7 @@ class EvseRunner:
         if stage is None:
             return
         while True:
+            _stop_if_cancelled()
             try:
                 status = await stage.read_status()
             except HalError as exc:  # the controller's keep-alive timer latches the fault
@@ -404,6 +406,7 @@ class EvseRunner:
         if monitor is None:
             return
         while True:
+            _stop_if_cancelled()
             try:
                 reading = await monitor.read()
             except HalError as exc:
@@ -414,3 +417,15 @@ class EvseRunner:
             self.last_isolation = reading
             await self.submit(isolation_event(reading))
             self._observed()
+
+
+def _stop_if_cancelled() -> None:
+    """Honour a cancellation that a driver's library swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` inside a third-party driver (pymodbus)
+    can lose a cancellation that races with its inner future; the device loop
+    would then run on and the service's task group could never finish stopping.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -60,7 +60,16 @@ async def station(tmp_path: Path) -> AsyncIterator[Station]:
     await asyncio.wait_for(st.ready.wait(), 15)
     yield st
     st.stop()
-    await asyncio.wait_for(task, 15)
+    done, _ = await asyncio.wait({task}, timeout=15)
+    if not done:  # never hang the run: say what is stuck (asyncio.wait_for would wait on)
+        stuck = [
+            f"{t.get_name()}: {t.get_coro()!r}"
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task()
+        ]
+        task.cancel()
+        raise AssertionError("the station did not stop:\n" + "\n".join(stuck))
+    task.result()
 
 
 @pytest.fixture

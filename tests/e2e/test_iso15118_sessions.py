@@ -192,7 +192,8 @@ async def test_pause_then_resume_joins_the_same_session(
         assert report["session_id"] == session_id
         # [V2G20-2098]: the joined session goes on at ChargeParameterDiscovery
         assert after(report["messages"], "SessionSetupRes")[0] == "DC_ChargeParameterDiscoveryReq"
-        assert iso(st)["sessions"] == 2 and iso(st)["last_end"] == "terminated by the EV"
+        st = await client.until("the SECC's end of it", lambda s: iso(s)["sessions"] == 2)
+        assert iso(st)["last_end"] == "terminated by the EV"
     assert f"EVCC: paused session {session_id} joined again" in caplog.messages
 
 
