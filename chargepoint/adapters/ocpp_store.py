@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,10 @@ class OcppStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # It holds secrets (the basic-auth password a CSMS may set): owner only, whatever
+        # the umask; SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         # isolation_level=None: autocommit; each statement below is one transaction.
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import random
 import sqlite3
 import sys
@@ -424,3 +425,15 @@ def test_profile_and_scheme_must_match(tmp_path: Path) -> None:
                 state_file=tmp_path / "s.db",
                 security_profile=profile,
             )
+
+
+def test_the_state_file_with_its_secrets_is_private(tmp_path: Path) -> None:
+    """Issue 10 item 9: the CSMS may set the basic-auth password; it is stored 0600."""
+    state_file = tmp_path / "ocpp.sqlite3"
+    old = os.umask(0o022)
+    try:
+        preset(state_file, {("SecurityCtrlr", "BasicAuthPassword"): "s3cret-password-0123"})
+    finally:
+        os.umask(old)
+    for path in tmp_path.iterdir():  # the database and any -wal / -shm beside it
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
