@@ -61,6 +61,9 @@ def setup_logging(level: str, fmt: str = "text", stream: object = None) -> None:
         formatter.default_msec_format = "%s.%03d"
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
+    from chargepoint.adapters.log_redaction import RedactSecrets  # noqa: PLC0415
+
+    handler.addFilter(RedactSecrets())  # no credential in any log, at any level
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
