@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +45,7 @@ from chargepoint.evse.events import (
     StartCharging,
     StopCharging,
 )
+from hal.errors import HalInitError
 from hal.power_stage import PowerStageCapabilities
 from hal.sim.battery import Battery
 from hal.sim.ev import SimulatedEv
@@ -313,10 +314,14 @@ class Station:
 
     async def _serve(self, devices: dict[int, EvseDevices]) -> None:
         for evse_id, dev in devices.items():
-            await dev.board.open()
-            for device in (dev.power_stage, dev.isolation, dev.meter):
+            for name, device in (
+                ("pilot_board", dev.board),
+                ("power_stage", dev.power_stage),
+                ("isolation_monitor", dev.isolation),
+                ("meter", dev.meter),
+            ):
                 if device is not None:
-                    await device.open()
+                    await _open(evse_id, name, device.open)
             evse = next(e for e in self.config.evse if e.id == evse_id)
             caps = await dev.power_stage.capabilities() if dev.power_stage is not None else None
             ctl = EvseController(evse_settings(self.config, evse, caps))
@@ -326,7 +331,7 @@ class Station:
                 self.v2g[evse_id] = self._v2g_server(evse, runner, caps)
             link = self.plc.get(evse_id)
             if link is not None:
-                await link.open()  # HalInitError: no such interface, no CAP_NET_RAW
+                await _open(evse_id, "plc", link.open)  # no interface, no CAP_NET_RAW
                 self.slac[evse_id] = self._evse_slac(evse, runner, link)
         crashed: BaseException | None = None
         try:
@@ -814,6 +819,14 @@ def _slac_command(line: SimulatedPlcLine, args: list[str]) -> None:
                 "slac commands (from the next plug-in): ok | fail [after_parm|after_sounds|"
                 "after_atten_char|after_match] | slow SECONDS | loss FRACTION | attenuation DB"
             )
+
+
+async def _open(evse_id: int, setting: str, open_device: Callable[[], Awaitable[None]]) -> None:
+    """Open one device; a failure names the setting (``evse 1 pilot_board: /dev/...``)."""
+    try:
+        await open_device()
+    except HalInitError as exc:
+        raise HalInitError(f"evse {evse_id} {setting}: {exc}") from None
 
 
 async def _poll_until(predicate: Callable[[], bool]) -> None:

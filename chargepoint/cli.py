@@ -14,6 +14,7 @@ from pathlib import Path
 from chargepoint import __version__
 from chargepoint.config import Config, format_problems, load_config
 from chargepoint.errors import ConfigError
+from hal.errors import HalInitError
 
 log = logging.getLogger("chargepoint")
 
@@ -92,9 +93,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(format_problems(exc), file=sys.stderr)
         return 1
-    asyncio.run(station.run())
+    code = 0
+    try:
+        asyncio.run(station.run())
+    except* HalInitError as group:  # a device that cannot be opened: name it, once
+        code = _start_failure(group, EX_UNAVAILABLE)
+    except* ConfigError as group:
+        for problem in group.exceptions:
+            assert isinstance(problem, ConfigError)
+            print(format_problems(problem), file=sys.stderr)
+        code = EX_CONFIG
+    except* OSError as group:  # state dir or control-socket dir that cannot be made
+        code = _start_failure(group, EX_CANTCREAT)
+    if code:
+        return code
     # EX_TEMPFAIL: systemd (Restart=on-failure) starts the service again after a CSMS Reset.
     return 75 if station.restart_requested else 0
+
+
+EX_UNAVAILABLE = 69  # sysexits.h: a device is missing or unusable
+EX_CANTCREAT = 73  # sysexits.h: a directory or socket cannot be created
+EX_CONFIG = 78  # sysexits.h: the configuration is wrong
+
+
+def _start_failure(group: BaseExceptionGroup[Exception], code: int) -> int:
+    """One clear line per failure (no traceback) on stderr and in the log."""
+    for exc in group.exceptions:
+        log.critical("cannot run: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+    return code
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

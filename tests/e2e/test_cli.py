@@ -138,6 +138,43 @@ def test_run_refuses_a_csms_section_it_cannot_use(tmp_path: Path) -> None:
     assert "csms.client_key" in result.stderr
 
 
+def _sim_config(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    text = SIM_TOML.read_text()
+    text = text.replace('"/tmp/chargepoint-sim.sock"', f'"{tmp_path / "control.sock"}"')
+    text = text.replace('"/tmp/chargepoint-sim"', f'"{tmp_path / "state"}"')
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    return path
+
+
+def test_run_with_a_missing_serial_port_says_which_setting_in_one_line(tmp_path: Path) -> None:
+    """Issue 10 item 3: one clear line naming the setting and the path, a distinct code."""
+    config = _sim_config(
+        tmp_path,
+        ('pilot_board = { backend = "sim", link = "pty" }',
+         'pilot_board = { backend = "serial", port = "/dev/ttyNOPE9" }'),
+        ("[runtime]", "[runtime]\nlab_bench = true"),
+    )  # fmt: skip
+    result = run_cli("run", "--config", str(config), timeout=30)
+    assert result.returncode == 69, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "evse 1 pilot_board" in errors[0] and "/dev/ttyNOPE9" in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_with_a_state_dir_it_cannot_create_says_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = _sim_config(tmp_path, (f'"{tmp_path / "state"}"', f'"{blocker / "state"}"'))
+    result = run_cli("run", "--config", str(config), timeout=30)
+    assert result.returncode == 73, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert str(blocker / "state") in result.stderr
+
+
 def test_demo_runs_a_v2g_session_and_checks_both_registers() -> None:
     """README's first command: the ISO 15118-20 DC_BPT demo over TLS ends with its checks."""
     result = run_cli("demo", "--seconds", "3", timeout=120)
