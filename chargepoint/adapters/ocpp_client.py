@@ -26,10 +26,11 @@ import asyncio
 import base64
 import logging
 import random
+import sqlite3
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -62,6 +63,7 @@ from chargepoint.ocpp.station import (
     DeliverCommand,
     OcppStation,
     OpenConnection,
+    Registration,
     SchemaProblem,
     SendFrame,
     StationIdentity,
@@ -69,7 +71,13 @@ from chargepoint.ocpp.station import (
     StoreState,
     StoreVariable,
 )
-from chargepoint.ocpp.station_io import IdToken, StationCommand, StationEvent
+from chargepoint.ocpp.station_io import (
+    FaultCleared,
+    FaultRaised,
+    IdToken,
+    StationCommand,
+    StationEvent,
+)
 
 from .ocpp_security import (
     FileCertificateStore,
@@ -302,6 +310,8 @@ class OcppClient:
             settings.certificates_path, factory_credentials=factory
         )
         self._authorizations: dict[int, asyncio.Future[AuthorizationResult]] = {}
+        self._store_note: str | None = None  # what was wrong with the state file at start
+        self._store_failing = False  # the last write to the state file failed
 
     # ------------------------------------------------------------- runtime API
     def submit(self, event: StationEvent) -> None:
@@ -324,9 +334,8 @@ class OcppClient:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         async with StoreWorker(self.settings.state_file) as store:
-            saved = await store.run(
-                lambda db: (db.load_variables(), db.load_queue(), db.load_state())
-            )
+            saved = (store.saved["variables"], store.saved["queue"], store.saved["state"])
+            self._store_note = store.recovery  # told to the CSMS once it accepted us
             station = self._build_station(saved, time.time() - loop.time())
             self.station = station
             station.start(loop.time())
@@ -365,6 +374,28 @@ class OcppClient:
                             )
 
     # --------------------------------------------------------------- internals
+    async def _persist(self, store: StoreWorker, write: Callable[[OcppStore], None]) -> None:
+        """One write to the state file. Charging never depends on it: a failing store
+        (full file system, an I/O error) is reported once, the messages stay in the
+        station's bounded in-memory queue, and the next good write ends the report."""
+        station = self.station
+        now = asyncio.get_running_loop().time()
+        try:
+            await store.run(write)
+        except sqlite3.Error as exc:
+            if not self._store_failing:
+                self._store_failing = True
+                detail = f"{store.path}: {exc}; OCPP state kept in memory only"
+                logger.error("state file: %s", detail)
+                if station is not None:
+                    station.station_event(now, _state_file_problem(detail))
+            return
+        if self._store_failing:
+            self._store_failing = False
+            logger.warning("state file: %s is written again", store.path)
+            if station is not None:
+                station.station_event(now, FaultCleared(None, STATE_FILE_PROBLEM))
+
     def _build_station(self, saved: _Saved, utc_offset_s: float) -> OcppStation:
         variables, queued, stored_state = saved
         s = self.settings
@@ -420,6 +451,14 @@ class OcppClient:
     async def _perform(
         self, actions: list[Action], store: StoreWorker, group: asyncio.TaskGroup
     ) -> None:
+        station = self.station
+        if (
+            self._store_note is not None
+            and station is not None
+            and station.registration is Registration.ACCEPTED
+        ):
+            note, self._store_note = self._store_note, None
+            station.station_event(asyncio.get_running_loop().time(), _state_file_problem(note))
         for action in actions:
             match action:
                 case SendFrame(text, summary):
@@ -427,13 +466,15 @@ class OcppClient:
                 # Durable before anything is sent (the actions come in that order),
                 # on the store's own thread so an fsync never stalls the loop.
                 case StoreQueued(message):
-                    await store.run(partial(OcppStore.save_queued, message=message))
+                    await self._persist(store, partial(OcppStore.save_queued, message=message))
                 case DeleteQueued(seq):
-                    await store.run(partial(OcppStore.delete_queued, seq=seq))
+                    await self._persist(store, partial(OcppStore.delete_queued, seq=seq))
                 case StoreVariable(key, value):
-                    await store.run(partial(OcppStore.save_variable, key=key, value=value))
+                    await self._persist(
+                        store, partial(OcppStore.save_variable, key=key, value=value)
+                    )
                 case StoreState(name, data):
-                    await store.run(partial(OcppStore.save_state, name=name, data=data))
+                    await self._persist(store, partial(OcppStore.save_state, name=name, data=data))
                 case DeliverCommand(command):
                     logger.info("command for the station: %s", command)
                     self._commands.put_nowait(command)
@@ -578,3 +619,11 @@ def _loggable(text: str) -> str:
 def _selected_version(subprotocol: str | None) -> ProtocolVersion | None:
     versions: Mapping[str, ProtocolVersion] = {v.value: v for v in ProtocolVersion}
     return versions.get(subprotocol) if subprotocol is not None else None
+
+
+STATE_FILE_PROBLEM = "StateFile"
+
+
+def _state_file_problem(detail: str) -> FaultRaised:
+    """A station-level problem for the CSMS (NotifyEvent on ChargingStation.Problem)."""
+    return FaultRaised(None, STATE_FILE_PROBLEM, detail)

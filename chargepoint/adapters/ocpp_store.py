@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,14 +76,16 @@ T = TypeVar("T")
 class OcppStore:
     """The OCPP client's state file.  Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        """``path`` None: in memory (the file could not be used; nothing survives)."""
         self.path = path
-        # It holds secrets (the basic-auth password a CSMS may set): owner only, whatever
-        # the umask; SQLite gives its -wal and -shm files the same mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(path, 0o600)
+        if path is not None:
+            # It holds secrets (the basic-auth password a CSMS may set): owner only,
+            # whatever the umask; SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
         # isolation_level=None: autocommit; each statement below is one transaction.
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -150,6 +153,56 @@ class OcppStore:
         )
 
 
+def open_or_recover(path: Path) -> tuple[OcppStore, dict[str, Any], str | None]:
+    """The store at ``path`` with everything it holds, whatever state the file is in.
+
+    Charging never depends on it: a corrupt file (truncated, garbage header or
+    pages) is moved aside as ``<name>.corrupt-<UTC time>`` for forensics and a fresh
+    one is started; a file that cannot be written at all (full file system,
+    read-only) gives an in-memory store. The third value says what happened (for
+    the log and the CSMS), or None.
+    """
+    try:
+        store = OcppStore(path)
+        return store, _load_all(store), None
+    except OSError as exc:  # the file cannot even be created (full, read-only, gone)
+        note = f"{path}: cannot be used ({exc}); OCPP state kept in memory only"
+        logger.error("%s", note)
+        store = OcppStore(None)
+        return store, _load_all(store), note
+    except sqlite3.DatabaseError as exc:  # also "database or disk is full" (OperationalError)
+        if isinstance(exc, sqlite3.OperationalError) or not path.exists():
+            note = f"{path}: cannot be used ({exc}); OCPP state kept in memory only"
+            logger.error("%s", note)
+            store = OcppStore(None)
+            return store, _load_all(store), note
+        aside = path.with_name(
+            f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        )
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+        note = f"{path}: corrupt ({exc}); moved aside to {aside.name}, starting afresh"
+        logger.error("%s", note)
+    try:
+        store = OcppStore(path)
+        return store, _load_all(store), note
+    except (sqlite3.DatabaseError, OSError) as exc:
+        note = f"{note}; the new file cannot be used either ({exc}): in memory only"
+        logger.error("%s", note)
+        store = OcppStore(None)
+        return store, _load_all(store), note
+
+
+def _load_all(store: OcppStore) -> dict[str, Any]:
+    return {
+        "variables": store.load_variables(),
+        "queue": store.load_queue(),
+        "state": store.load_state(),
+    }
+
+
 class StoreWorker:
     """Runs every :class:`OcppStore` call on one dedicated thread.
 
@@ -164,9 +217,13 @@ class StoreWorker:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocpp-store")
         self._store: OcppStore | None = None
+        self.saved: dict[str, Any] = {}  # what the store held at start
+        self.recovery: str | None = None  # what was wrong with the file at start, if anything
 
     async def __aenter__(self) -> StoreWorker:
-        self._store = await self._submit(lambda: OcppStore(self.path))
+        self._store, self.saved, self.recovery = await self._submit(
+            lambda: open_or_recover(self.path)
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
