@@ -9,17 +9,23 @@ STATUS frame (the EV going C -> B, or an RCD/diode/over-temperature fault) and
 times until the SetContactor(permission=False) frame has been read back.
 
     python bench/safety_latency.py [--events 5000] [--fault-share 0.005]
+    python bench/safety_latency.py --hostile --minutes 10 --fault-share 0   # the soak
 
 Prints p50/p99/p99.9/max, and the longest silence of the host on the board's
 wire (the keep-alive must never gap beyond 150 ms; the board trips at 300 ms).
 A fault costs the full F pulse (>= 4 s) before the next event, hence the small
-default share of faults. Target (issue 2): p99.9 <= 5 ms on the development
+default share of faults. ``--hostile`` (the soak of issue 10): the CSMS floods
+bursts of 20,000 mixed CALLs (valid, unknown, schema-violating, absurd numbers,
+garbage), 2 MB frames and abrupt disconnects the whole time; the bench also
+prints the service's RSS at start and end, the safety loop's largest gap
+between passes and the faults. Target (issue 2): p99.9 <= 5 ms on the development
 machine; IEC 61851-1 allows 100 ms for C -> B (Table A.6 seq 8.1).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import select
@@ -35,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from chargepoint.adapters.control_socket import request  # noqa: E402
 from chargepoint.iec61851.cp_state import CpState, PilotOutput  # noqa: E402
 from hal.pilot import BoardFault  # noqa: E402
 from hal.pilot_serial.frames import (  # noqa: E402
@@ -78,6 +85,7 @@ control_socket = "{sock}"
 state_dir = "{state}"
 log_level = "DEBUG"
 watchdog = false
+lab_bench = true  # the bench plays a real board on a pty, next to a simulated meter
 
 [sim]
 battery_capacity_wh = 60000.0
@@ -85,20 +93,49 @@ initial_soc_pct = 40.0
 """
 
 LOAD = """
-import asyncio, json, sys, time
+import asyncio, json, random, sys, time
 sys.path.insert(0, {root!r})
 from websockets.asyncio.server import serve
 from chargepoint.adapters.control_socket import request
 
+HOSTILE = {hostile!r}
+HB = {{"component": {{"name": "OCPPCommCtrlr"}}, "variable": {{"name": "HeartbeatInterval"}}}}
+CALLS = [
+    lambda i: [2, f"h{{i}}", "GetVariables", {{"getVariableData": [HB]}}],
+    lambda i: [2, f"h{{i}}", "NoSuchAction", {{}}],
+    lambda i: [2, f"h{{i}}", "Reset", {{"type": 42}}],
+    lambda i: [2, f"h{{i}}", "SetVariables",
+               {{"setVariableData": [dict(HB, attributeValue="9" * 400)]}}],
+    lambda i: [2, f"h{{i}}", "TriggerMessage", {{"requestedMessage": "Heartbeat"}}],
+]
+
+async def flood(ws):
+    # bursts of 20,000 mixed CALLs (valid and invalid), oversized frames, abrupt disconnects
+    burst = 0
+    while True:
+        await asyncio.sleep(random.uniform(0.5, 2.0))
+        burst += 1
+        for i in range(20_000):
+            call = CALLS[i % len(CALLS)](i)
+            await ws.send(json.dumps(call) if i % 97 else "[2, \\"x\\", garbage")
+        if burst % 3 == 0:
+            await ws.send("[" * 10 + "0" * 2_000_000)  # beyond the client's frame limit
+        if burst % 4 == 0:
+            ws.transport.abort()  # an abrupt disconnect
+            return
+
 async def csms(ws):
+    task = None
     async for text in ws:
-        msg = json.loads(text)
-        if msg[0] != 2:
+        msg = json.loads(text) if text[:1] == "[" else None
+        if not msg or msg[0] != 2:
             continue
         answer = {{}}
         if msg[2] == "BootNotification":
             now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
             answer = {{"currentTime": now, "interval": 300, "status": "Accepted"}}
+            if HOSTILE and task is None:
+                task = asyncio.create_task(flood(ws))
         await ws.send(json.dumps([3, msg[1], answer]))
 
 async def poll():
@@ -227,6 +264,13 @@ class Board:
         self.wait_for(lambda: self.permission, 5)
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -249,7 +293,17 @@ def main() -> int:
         action="store_true",
         help="also report to a local CSMS (OCPP traffic and its durable queue as load)",
     )
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="soak: the CSMS floods bursts of 20,000 mixed CALLs, oversized frames and "
+        "abrupt disconnects (implies --csms)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=0.0, help="run for this long instead of --events"
+    )
     args = parser.parse_args()
+    args.csms = args.csms or args.hostile
 
     master, slave = open_pty_pair()
     # Hold the slave open: no EIO on the master before the service opens it.
@@ -268,7 +322,9 @@ def main() -> int:
             [
                 sys.executable,
                 "-c",
-                LOAD.format(root=str(ROOT), sock=str(sock), csms_port=csms_port),
+                LOAD.format(
+                    root=str(ROOT), sock=str(sock), csms_port=csms_port, hostile=args.hostile
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -289,7 +345,12 @@ def main() -> int:
         board.charge()
         board.poll(0.2)
         started = time.perf_counter()
-        for i in range(args.events):
+        rss_start = _rss_mb(service.pid)
+        end_at = started + args.minutes * 60.0
+        i = -1
+        while (i := i + 1) < args.events or (args.minutes and time.perf_counter() < end_at):
+            if args.minutes and time.perf_counter() >= end_at:
+                break
             board.charge()
             board.poll(rng.uniform(0.001, 0.01))  # let the service settle into its loop
             fault = rng.random() < args.fault_share
@@ -310,6 +371,8 @@ def main() -> int:
                 board.cp = CpState.A
                 board.send_status()
         elapsed = time.perf_counter() - started
+        rss_end = _rss_mb(service.pid)
+        status = asyncio.run(request(sock, {"cmd": "status"}))["result"]["evse"][0]
     finally:
         if load is not None:
             load.kill()
@@ -336,6 +399,11 @@ def main() -> int:
     p999 = percentile(values, 99.9)
     verdict = "met" if p999 <= target else "NOT met"
     print(f"target p99.9 <= {target} ms: {verdict} ({p999 / target:.2f}x)")
+    print(
+        f"service: RSS {rss_start:.1f} MB at start, {rss_end:.1f} MB at the end "
+        f"({rss_end - rss_start:+.1f} MB); safety loop's largest gap between passes "
+        f"{status['safety_loop_max_gap_s'] * 1000:.1f} ms; faults now: {status['faults'] or 'none'}"
+    )
     gap_ms = board.max_host_gap_s * 1000
     gap_verdict = "met" if gap_ms <= 150.0 else "NOT met"
     print(f"longest host silence on the board's wire: {gap_ms:.1f} ms (<= 150 ms: {gap_verdict})")

@@ -636,6 +636,7 @@ class Station:
                 "current_a": meter.current_a,
             },
             "session_active": runner.sessions.active,
+            "safety_loop_max_gap_s": runner.max_safety_gap_s,
             "last_session": None
             if summary is None
             else {

@@ -70,6 +70,10 @@ def setup_logging(level: str, fmt: str = "text", stream: object = None) -> None:
     root.setLevel(level)
     # transitions logs every state entry at INFO; our runner logs the changes once.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # websockets logs every frame at DEBUG while it parses a whole received chunk in
+    # one callback: under a flood that alone stalls the event loop. Our OCPP client
+    # logs each frame itself (at DEBUG, as it handles it, between yields).
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

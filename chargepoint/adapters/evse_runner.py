@@ -102,6 +102,7 @@ class EvseRunner:
         self.observers: list[Callable[[], None]] = []
         self._stage_mode = PowerMode.OFF
         self.safety_heartbeat: float | None = None  # loop time of the last safety-loop pass
+        self.max_safety_gap_s = 0.0  # the longest time between two safety-loop passes
         self._board_link_up = True  # the safety loop owns the link; the keep-alive follows it
         self._meter_failures = 0  # consecutive failed reads
         self._relink_at = 0.0  # loop time of the next board reopen attempt
@@ -123,6 +124,8 @@ class EvseRunner:
         await self._execute(ctl.start(self.now()))
         while True:
             now = self.now()
+            if self.safety_heartbeat is not None:  # starvation shows here (bench, tests)
+                self.max_safety_gap_s = max(self.max_safety_gap_s, now - self.safety_heartbeat)
             self.safety_heartbeat = now
             deadline = ctl.next_deadline()
             wake = now + KEEPALIVE_PERIOD_S if deadline is None else deadline
@@ -255,6 +258,7 @@ class EvseRunner:
         while True:
             notice = await self._notices.get()
             await self._notice(notice)
+            _stop_if_cancelled()
 
     async def _command(self, command: Command) -> None:
         """Carry out one command, bounded in time; a failed one is logged and the next
@@ -362,7 +366,9 @@ class EvseRunner:
         if meter is not None:
             try:
                 self.last_meter = await meter.read()
+                _stop_if_cancelled()
             except HalError as exc:
+                _stop_if_cancelled()
                 self._meter_failures += 1
                 log.error("evse %d: meter read failed: %s", self.evse_id, exc)
                 if self._meter_failures == METER_FAILURES_FOR_FAULT:

@@ -310,6 +310,9 @@ class OcppClient:
             settings.certificates_path, factory_credentials=factory
         )
         self._authorizations: dict[int, asyncio.Future[AuthorizationResult]] = {}
+        # Back-pressure: at most this many received frames wait to be handled; then the
+        # reader stops reading the WebSocket (TCP flow control slows the CSMS down).
+        self._frame_slots = asyncio.Semaphore(FRAME_WINDOW)
         self._store_note: str | None = None  # what was wrong with the state file at start
         self._store_failing = False  # the last write to the state file failed
 
@@ -342,6 +345,10 @@ class OcppClient:
             async with asyncio.TaskGroup() as group:
                 while True:
                     await self._perform(station.actions(), store, group)
+                    # Fairness: one input at a time, then let every other task run (the
+                    # safety loop shares this event loop): a burst of queued frames
+                    # would otherwise be handled back to back without a single yield.
+                    await asyncio.sleep(0)
                     item = await self._next_input(station, loop)
                     now = loop.time()
                     match item:
@@ -363,8 +370,11 @@ class OcppClient:
                             self._connection = None
                             station.connection_failed(now, reason, security_event)
                         case _FrameIn(ws, text) if self._current(ws):
+                            self._frame_slots.release()
                             logger.debug("<- %s", _loggable(text))
                             station.receive_frame(now, text)
+                        case _FrameIn():
+                            self._frame_slots.release()  # from a connection already gone
                         case _Lost(ws, reason) if self._current(ws):
                             self._connection = None
                             station.connection_lost(now, reason)
@@ -578,6 +588,7 @@ class OcppClient:
         try:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode(errors="replace")
+                await self._frame_slots.acquire()  # back-pressure on a flooding CSMS
                 self._inbox.put_nowait(_FrameIn(ws, text))
         except ConnectionClosed as exc:
             reason = str(exc)
@@ -622,6 +633,7 @@ def _selected_version(subprotocol: str | None) -> ProtocolVersion | None:
 
 
 STATE_FILE_PROBLEM = "StateFile"
+FRAME_WINDOW = 32  # received frames waiting to be handled, at most
 
 
 def _state_file_problem(detail: str) -> FaultRaised:

@@ -53,17 +53,35 @@ class Client:
         return st
 
 
+def _frames(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task waits: its chain of awaited coroutines, innermost last."""
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return out
+
+
 @pytest.fixture
 async def station(tmp_path: Path) -> AsyncIterator[Station]:
     st = Station(sim_config(tmp_path))
     task = asyncio.create_task(st.run())
     await asyncio.wait_for(st.ready.wait(), 15)
     yield st
+    await stop_station(st, task)
+
+
+async def stop_station(st: Station, task: asyncio.Task[None]) -> None:
+    """Stop the service in order; never hang the run, say what is stuck instead
+    (``asyncio.wait_for`` would wait on for a task that ignores its cancellation)."""
     st.stop()
     done, _ = await asyncio.wait({task}, timeout=15)
-    if not done:  # never hang the run: say what is stuck (asyncio.wait_for would wait on)
+    if not done:
         stuck = [
-            f"{t.get_name()}: {t.get_coro()!r}"
+            f"{t.get_name()}: {' <- '.join(_frames(t)[::-1])}"
             for t in asyncio.all_tasks()
             if t is not asyncio.current_task()
         ]

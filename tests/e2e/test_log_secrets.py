@@ -34,11 +34,17 @@ def debug_log() -> Iterator[io.StringIO]:
     saved = (root.handlers[:], root.level)
     stream = io.StringIO()
     setup_logging("DEBUG", "text", stream)
+    # setup_logging keeps websockets at INFO (its per-frame DEBUG stalls the loop under
+    # a flood); an operator may still turn it up: then its handshake log shows too.
+    ws_logger = logging.getLogger("websockets")
+    ws_level = ws_logger.level
+    ws_logger.setLevel(logging.DEBUG)
     try:
         yield stream
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        ws_logger.setLevel(ws_level)
 
 
 async def test_a_debug_session_logs_no_secret(tmp_path: Path, debug_log: io.StringIO) -> None:

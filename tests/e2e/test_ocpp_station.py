@@ -11,7 +11,7 @@ import pytest
 
 from chargepoint.app import Station
 from chargepoint.config import parse_config
-from tests.e2e.conftest import SIM_TOML, Client
+from tests.e2e.conftest import SIM_TOML, Client, stop_station
 from tests.ocpp.csms import Csms
 
 
@@ -41,8 +41,7 @@ async def station(tmp_path: Path, csms: Csms) -> AsyncIterator[Station]:
     task = asyncio.create_task(st.run())
     await asyncio.wait_for(st.ready.wait(), 15)
     yield st
-    st.stop()
-    await asyncio.wait_for(task, 15)
+    await stop_station(st, task)
 
 
 def tx_events(csms: Csms) -> list[dict[str, Any]]:
@@ -110,8 +109,7 @@ async def manual_station(tmp_path: Path, csms: Csms) -> AsyncIterator[Station]:
     task = asyncio.create_task(st.run())
     await asyncio.wait_for(st.ready.wait(), 15)
     yield st
-    st.stop()
-    await asyncio.wait_for(task, 15)
+    await stop_station(st, task)
 
 
 async def test_remote_start_offers_energy(manual_station: Station, csms: Csms) -> None:
