@@ -53,7 +53,7 @@ class Client:
         return st
 
 
-def _frames(task: asyncio.Task[Any]) -> list[str]:
+def task_frames(task: asyncio.Task[Any]) -> list[str]:
     """Where a task waits: its chain of awaited coroutines, innermost last."""
     out: list[str] = []
     coro: Any = task.get_coro()
@@ -74,14 +74,14 @@ async def station(tmp_path: Path) -> AsyncIterator[Station]:
     await stop_station(st, task)
 
 
-async def stop_station(st: Station, task: asyncio.Task[None]) -> None:
+async def stop_station(st: Station, task: asyncio.Task[None], timeout_s: float = 15.0) -> None:
     """Stop the service in order; never hang the run, say what is stuck instead
     (``asyncio.wait_for`` would wait on for a task that ignores its cancellation)."""
     st.stop()
-    done, _ = await asyncio.wait({task}, timeout=15)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
     if not done:
         stuck = [
-            f"{t.get_name()}: {' <- '.join(_frames(t)[::-1])}"
+            f"{t.get_name()}: {' <- '.join(task_frames(t)[::-1])}"
             for t in asyncio.all_tasks()
             if t is not asyncio.current_task()
         ]

@@ -30,7 +30,7 @@ from chargepoint.iso15118.secc.actions import Action as SeccAction
 from chargepoint.iso15118.secc.actions import SessionEnded
 from hal.pilot import PilotBoard, PilotStatus
 from hal.power_stage import PowerMode, PowerStage, PowerStageCapabilities, PowerStageStatus
-from tests.e2e.conftest import ROOT, Client
+from tests.e2e.conftest import ROOT, Client, stop_station
 
 V2G_TOML = ROOT / "config" / "sim-v2g.toml"
 STEP_TIMEOUT_S = 8.0
@@ -124,29 +124,7 @@ async def running_station(config: Config) -> AsyncIterator[V2gClient]:
             await asyncio.wait_for(station.ready.wait(), 15)
             yield V2gClient(station)
         finally:
-            station.stop()
-            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-            if not done:  # never hang the test run: say what is stuck
-                stuck = [
-                    f"{t.get_name()}: {' <- '.join(_frames(t)[::-1])}"
-                    for t in asyncio.all_tasks()
-                    if t is not asyncio.current_task()
-                ]
-                task.cancel()
-                raise AssertionError("the station did not stop:\n" + "\n".join(stuck))
-            task.result()
-
-
-def _frames(task: asyncio.Task[Any]) -> list[str]:
-    """Where a task waits: its chain of awaited coroutines, innermost last."""
-    out: list[str] = []
-    coro: Any = task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return out
+            await stop_station(station, task, timeout_s=STOP_TIMEOUT_S)
 
 
 def iso(st: dict[str, Any]) -> dict[str, Any]:
