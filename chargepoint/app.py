@@ -529,7 +529,7 @@ class Station:
                 if hw.plc_line is None:
                     raise ControlRequestError(f"evse {runner.evse_id} has no simulated PLC link")
                 _slac_command(hw.plc_line, [str(a) for a in args])
-                log.info("sim slac: %s", " ".join(str(a) for a in args))
+                log.info("sim slac: %.200s", " ".join(str(a) for a in args))
                 return self.evse_status(runner)
             if hw.car is not None and name in CAR_COMMANDS:
                 _car_command(hw.car, name, [str(a) for a in args])

@@ -920,9 +920,7 @@ class Config(_Model):
             if evse.plc is not None and self.iso15118 is None:
                 problems.append((("evse", index, "plc"), "needs an [iso15118] section", None))
             if not self.runtime.lab_bench:
-                for warning in _mixed_backend_warnings(index, evse):
-                    key, message = warning.split(": ", 1)
-                    name = key.rsplit(".", 1)[1]
+                for name, message in _mixed_backends(evse):
                     problems.append(
                         (
                             ("evse", index, name),
@@ -982,15 +980,16 @@ class Config(_Model):
             if connector_ids != list(range(1, len(connector_ids) + 1)):
                 found.append(f"evse[{i}].connector: OCPP expects connector ids 1..N without gaps")
             if self.runtime.lab_bench:  # otherwise refused by the validator
-                found.extend(_mixed_backend_warnings(i, evse))
+                found.extend(f"evse[{i}].{name}: {msg}" for name, msg in _mixed_backends(evse))
         simulated = any(evse.pilot_board.backend == "sim" for evse in self.evse)
         if self.sim is not None and not simulated:
             found.append("sim: ignored, no EVSE uses a simulated pilot board")
         return found
 
 
-def _mixed_backend_warnings(index: int, evse: EvseConfig) -> list[str]:
-    """A simulated device next to real power hardware watches nothing real."""
+def _mixed_backends(evse: EvseConfig) -> list[tuple[str, str]]:
+    """(setting, why) for each simulated device next to real power hardware: it
+    watches nothing real."""
     real = [
         name
         for name, part in (("pilot_board", evse.pilot_board), ("power_stage", evse.power_stage))
@@ -1009,8 +1008,11 @@ def _mixed_backend_warnings(index: int, evse: EvseConfig) -> list[str]:
         if part is not None and part.backend == "sim"
     ]
     return [
-        f"evse[{index}].{name}: simulated, but {' and '.join(real)} "
-        f"{'is' if len(real) == 1 else 'are'} real hardware; it does not observe the real plant"
+        (
+            name,
+            f"simulated, but {' and '.join(real)} {'is' if len(real) == 1 else 'are'} "
+            "real hardware; it does not observe the real plant",
+        )
         for name in simulated
     ]
 

@@ -621,9 +621,12 @@ def _diagnose(exc: BaseException, *, secure: bool, profile: int) -> TlsFailure:
 
 
 def _loggable(text: str) -> str:
-    """The frame for the DEBUG log, unless it may carry the Basic auth password."""
+    """The frame for the DEBUG log, unless it may carry the Basic auth password; a
+    frame of any size from the CSMS costs the log at most ``LOG_FRAME_CHARS``."""
     if "BasicAuthPassword" in text:
         return f"({len(text)} characters mentioning BasicAuthPassword, not logged)"
+    if len(text) > LOG_FRAME_CHARS:
+        return f"{text[:LOG_FRAME_CHARS]}... ({len(text)} characters)"
     return text
 
 
@@ -634,6 +637,7 @@ def _selected_version(subprotocol: str | None) -> ProtocolVersion | None:
 
 STATE_FILE_PROBLEM = "StateFile"
 FRAME_WINDOW = 32  # received frames waiting to be handled, at most
+LOG_FRAME_CHARS = 2_000
 
 
 def _state_file_problem(detail: str) -> FaultRaised:

@@ -137,7 +137,7 @@ def parse_frame(raw: str, version: ProtocolVersion) -> Frame | MalformedFrame:
     """Parse one WebSocket text message.  Never raises on peer input."""
     try:
         decoded: object = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # also integers beyond Python's digit limit
         # OCPP-J §4.3: RpcFrameworkError, id "-1" since no id can be read.
         return _malformed(raw, "not valid JSON", None, ErrorCode.RPC_FRAMEWORK_ERROR)
     if not isinstance(decoded, list) or len(decoded) < 2:

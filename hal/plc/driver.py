@@ -46,8 +46,8 @@ from hal.plc.mme import (
 
 _log = logging.getLogger(__name__)
 
-_MAX_FRAME = 1518
-_PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to a packet tap
+MAX_FRAME = 1518  # an Ethernet frame without FCS, the most one MME datagram carries
+PACKET_OUTGOING = 4  # linux/if_packet.h: a frame we sent, looped back to a packet tap
 _READ_BURST = 64  # frames per readable callback before yielding to the loop
 _SLAC_TYPES: tuple[type, ...] = get_args(SlacMessage)
 
@@ -253,7 +253,7 @@ class PacketPlcLink:
             return
         for _ in range(_READ_BURST):
             try:
-                frame, address = sock.recvfrom(_MAX_FRAME)
+                frame, address = sock.recvfrom(MAX_FRAME)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ENETDOWN, the peer socket gone, ...
@@ -262,7 +262,7 @@ class PacketPlcLink:
             if not frame:  # a datagram pipe whose far side shut down
                 self._detach("the far side of the frame pipe closed")
                 return
-            if isinstance(address, tuple) and len(address) > 2 and address[2] == _PACKET_OUTGOING:
+            if isinstance(address, tuple) and len(address) > 2 and address[2] == PACKET_OUTGOING:
                 continue  # our own frame, seen by a tap
             self._on_frame(frame)
 

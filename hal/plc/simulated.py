@@ -49,6 +49,7 @@ from chargepoint.slac import (
     format_mac,
     nid_from_nmk,
 )
+from hal.plc.driver import MAX_FRAME, PACKET_OUTGOING
 from hal.plc.mme import (
     LOCAL_MODEM_MAC,
     Dropped,
@@ -70,8 +71,6 @@ from hal.plc.mme import (
 
 _log = logging.getLogger(__name__)
 
-_MAX_FRAME = 1518
-_PACKET_OUTGOING = 4
 _PIPE_BUFFER = 1 << 20
 
 
@@ -582,7 +581,7 @@ class SimulatedPlcLine:
     def _on_readable(self) -> None:
         for _ in range(64):
             try:
-                frame, address = self._sock.recvfrom(_MAX_FRAME)
+                frame, address = self._sock.recvfrom(MAX_FRAME)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -590,7 +589,7 @@ class SimulatedPlcLine:
                 return
             if not frame:
                 return
-            if isinstance(address, tuple) and len(address) > 2 and address[2] == _PACKET_OUTGOING:
+            if isinstance(address, tuple) and len(address) > 2 and address[2] == PACKET_OUTGOING:
                 continue
             self._from_host(frame)
 

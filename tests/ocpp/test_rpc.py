@@ -29,6 +29,7 @@ V201, V21 = ProtocolVersion.V201, ProtocolVersion.V21
     ("raw", "code", "unique_id"),
     [
         ("not json", "RpcFrameworkError", "-1"),
+        ('[2, "a1", "Reset", {"evseId": ' + "9" * 5000 + "}]", "RpcFrameworkError", "-1"),
         ('{"a": 1}', "RpcFrameworkError", "-1"),
         ("[2]", "RpcFrameworkError", "-1"),
         ('[2, 17, "Reset", {}]', "RpcFrameworkError", "-1"),
