@@ -86,3 +86,10 @@ def test_startup() -> None:
     out = run_bench("startup.py", "--runs", "1")
     assert "process start -> V2G server accepting TCP:   median" in out
     assert "process start -> BootNotification received: median" in out
+
+
+def test_safety_latency_with_a_slow_dc_power_stage() -> None:
+    out = run_bench("safety_latency.py", "--slow-stage", "--events", "1")
+    assert "slow power stage: 1 DC sessions ended by the EV under load" in out
+    assert "safety reaction (STATUS C->B -> module sees Off): p50" in out
+    assert "longest host silence on the board's wire:" in out
