@@ -27,7 +27,8 @@ from enum import Enum
 from typing import Any
 
 from chargepoint.errors import LocalProtocolError
-from chargepoint.ocpp.network import SLOT_VALUES
+from chargepoint.ocpp import standard_variables as _table
+from chargepoint.ocpp.standard_variables import Arg, Row
 
 
 class AttributeType(Enum):
@@ -433,7 +434,8 @@ def _sort_key(key: tuple[ComponentKey, VariableKey]) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------
-# The standard components and variables this station declares.
+# The standard components and variables this station declares: the keys the
+# core reads, and the declarations built from the table in standard_variables.
 # ---------------------------------------------------------------------------
 
 #: Component keys the core reads; names as in OCPP 2.0.1 Part 2 Appendix 3.
@@ -497,53 +499,8 @@ ALIGNED_MEASURANDS = VariableKey("Measurands")
 ALIGNED_TX_ENDED_INTERVAL = VariableKey("TxEndedInterval")
 ALIGNED_TX_ENDED_MEASURANDS = VariableKey("TxEndedMeasurands")
 
-#: Measurands this station can sample (OCPP 2.0.1 Part 2 §7 MeasurandEnumType).
-SUPPORTED_MEASURANDS = (
-    "Energy.Active.Import.Register",
-    "Energy.Active.Export.Register",
-    "Power.Active.Import",
-    "Power.Active.Export",
-    "Voltage",
-    "Current.Import",
-    "Current.Export",
-    "SoC",
-)
 #: TxStartPointValues / TxStopPointValues, most upstream first (OCPP 2.0.1 E01/E06).
-TX_POINTS = (
-    "ParkingBayOccupancy",
-    "EVConnected",
-    "Authorized",
-    "DataSigned",
-    "PowerPathClosed",
-    "EnergyTransfer",
-)
-_AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
-
-
-def _var(
-    component: ComponentKey,
-    variable: VariableKey,
-    data_type: DataType,
-    mutability: Mutability,
-    initial: str | None,
-    *,
-    unit: str | None = None,
-    min_limit: float | None = None,
-    max_limit: float | None = None,
-    values: tuple[str, ...] = (),
-    persistent: bool = True,
-    constant: bool = False,
-    reboot_required: bool = False,
-) -> VariableSpec:
-    if max_limit is None and data_type in (DataType.INTEGER, DataType.DECIMAL):
-        max_limit = MAX_NUMBER  # no number from the network reaches arithmetic unbounded
-    return VariableSpec(
-        component,
-        variable,
-        Characteristics(data_type, unit, min_limit, max_limit, values),
-        {AttributeType.ACTUAL: AttributeSpec(mutability, initial, persistent, constant)},
-        reboot_required,
-    )
+TX_POINTS = _table.TX_POINTS
 
 
 def standard_variables(
@@ -557,251 +514,50 @@ def standard_variables(
     websocket_ping_interval_s: int = 30,
 ) -> list[VariableSpec]:
     """The Core components and variables (OCPP 2.0.1 Part 2 Appendix 3), plus the
-    declarations for smart charging, ISO 15118 and OCPP 2.1 V2X.
+    declarations for smart charging, ISO 15118 and OCPP 2.1 V2X: the rows of
+    :mod:`chargepoint.ocpp.standard_variables` with the settings filled in.
 
     ``evse_connectors`` maps each EVSE id to its number of connectors.
-    Defaults are this project's choices; all of them are documented in docs/ocpp.md.
     """
-    ro, rw, wo = Mutability.READ_ONLY, Mutability.READ_WRITE, Mutability.WRITE_ONLY
-    integer, boolean = DataType.INTEGER, DataType.BOOLEAN
-    member, string = DataType.MEMBER_LIST, DataType.STRING
-    energy = ",".join(SUPPORTED_MEASURANDS[:2])
-    specs = [
-        _var(OCPP_COMM, RETRY_WAIT_MINIMUM, integer, rw, "10", unit="s", min_limit=0),
-        _var(OCPP_COMM, RETRY_RANDOM_RANGE, integer, rw, "10", unit="s", min_limit=0),
-        _var(OCPP_COMM, RETRY_REPEAT_TIMES, integer, rw, "5", min_limit=0),
-        _var(OCPP_COMM, HEARTBEAT_INTERVAL, integer, rw, "300", unit="s", min_limit=1),
-        _var(OCPP_COMM, MESSAGE_TIMEOUT, integer, rw, "30", unit="s", min_limit=1),
-        _var(OCPP_COMM, MESSAGE_ATTEMPTS_TX, integer, rw, "3", min_limit=1),
-        _var(OCPP_COMM, MESSAGE_ATTEMPT_INTERVAL_TX, integer, rw, "60", unit="s", min_limit=0),
-        _var(
-            OCPP_COMM,
-            NETWORK_CONFIGURATION_PRIORITY,
-            DataType.SEQUENCE_LIST,
-            rw,
-            "0",
-            values=SLOT_VALUES,
-            # B10: the new connection order is used after the next reboot.
-            reboot_required=True,
-        ),
-        _var(
-            OCPP_COMM,
-            NETWORK_PROFILE_CONNECTION_ATTEMPTS,
-            integer,
-            rw,
-            "3",
-            min_limit=1,
-        ),
-        _var(OCPP_COMM, VariableKey("OfflineThreshold"), integer, rw, "60", unit="s", min_limit=0),
-        _var(OCPP_COMM, VariableKey("ResetRetries"), integer, rw, "2", min_limit=0),
-        _var(OCPP_COMM, QUEUE_ALL_MESSAGES, boolean, rw, "false"),
-        _var(
-            OCPP_COMM,
-            WEBSOCKET_PING_INTERVAL,
-            integer,
-            rw,
-            str(websocket_ping_interval_s),
-            unit="s",
-            min_limit=0,
-        ),
-        _var(
-            OCPP_COMM,
-            VariableKey("FileTransferProtocols"),
-            member,
-            ro,
-            "HTTPS",
-            values=("HTTPS",),
-            constant=True,
-        ),
-        # E01/E06: when a transaction started by EvseActivity starts and ends.  The
-        # spec's own example value for both is "EVConnected,Authorized".
-        _var(TX_CTRLR, TX_START_POINT, member, rw, "EVConnected,Authorized", values=TX_POINTS),
-        _var(TX_CTRLR, TX_STOP_POINT, member, rw, "EVConnected,Authorized", values=TX_POINTS),
-        _var(
-            TX_CTRLR, VariableKey("EVConnectionTimeOut"), integer, rw, "60", unit="s", min_limit=0
-        ),
-        _var(TX_CTRLR, VariableKey("StopTxOnEVSideDisconnect"), boolean, ro, "true"),
-        _var(TX_CTRLR, VariableKey("StopTxOnInvalidId"), boolean, rw, "true"),
-        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_GET_REPORT, integer, ro, "20", constant=True),
-        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_GET_VARIABLES, integer, ro, "50", constant=True),
-        _var(DEVICE_DATA, ITEMS_PER_MESSAGE_SET_VARIABLES, integer, ro, "50", constant=True),
-        _var(DEVICE_DATA, BYTES_PER_MESSAGE_GET_REPORT, integer, ro, "32000", constant=True),
-        _var(DEVICE_DATA, BYTES_PER_MESSAGE_GET_VARIABLES, integer, ro, "32000", constant=True),
-        _var(DEVICE_DATA, BYTES_PER_MESSAGE_SET_VARIABLES, integer, ro, "32000", constant=True),
-        _var(CLOCK, DATE_TIME, DataType.DATE_TIME, ro, None, persistent=False),
-        _var(
-            CLOCK,
-            VariableKey("TimeSource"),
-            DataType.SEQUENCE_LIST,
-            rw,
-            "Heartbeat",
-            values=(
-                "Heartbeat",
-                "NTP",
-                "GPS",
-                "RealTimeClock",
-                "MobileNetwork",
-                "RadioTimeTransmitter",
-            ),
-        ),
-        # SecurityProfile changes only through SetNetworkProfile (A05), not here; it
-        # reports the profile of the connection in use (the configured one at start-up).
-        _var(
-            SECURITY,
-            SECURITY_PROFILE,
-            integer,
-            ro,
-            str(security_profile),
-            min_limit=0,
-            max_limit=3,
-            persistent=False,
-        ),
-        # A00/A01: 16..40 characters, write-only.
-        _var(
-            SECURITY,
-            BASIC_AUTH_PASSWORD,
-            string,
-            wo,
-            basic_auth_password,
-            min_limit=16,
-            max_limit=40,
-        ),
-        _var(SECURITY, IDENTITY, string, ro, identity, max_limit=48),
-        _var(SECURITY, ORGANIZATION_NAME, string, rw, organization_name, max_limit=64),
-        _var(SECURITY, CERTIFICATE_ENTRIES, integer, ro, "0", persistent=False),
-        # A02/A03: waiting for CertificateSigned, then asking again.
-        _var(SECURITY, CERT_SIGNING_WAIT_MINIMUM, integer, rw, "60", unit="s", min_limit=1),
-        _var(SECURITY, CERT_SIGNING_REPEAT_TIMES, integer, rw, "3", min_limit=0),
-        _var(
-            SAMPLED_DATA,
-            TX_UPDATED_MEASURANDS,
-            member,
-            rw,
-            "Energy.Active.Import.Register,Energy.Active.Export.Register,"
-            "Power.Active.Import,Power.Active.Export,SoC",
-            values=SUPPORTED_MEASURANDS,
-        ),
-        _var(SAMPLED_DATA, TX_UPDATED_INTERVAL, integer, rw, "60", unit="s", min_limit=0),
-        _var(SAMPLED_DATA, TX_STARTED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
-        _var(SAMPLED_DATA, TX_ENDED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
-        _var(SAMPLED_DATA, VariableKey("TxEndedInterval"), integer, rw, "0", unit="s", min_limit=0),
-        # J01/J02: clock-aligned meter values every quarter hour (0 = off).
-        _var(ALIGNED_DATA, ALIGNED_INTERVAL, integer, rw, "900", unit="s", min_limit=0),
-        _var(ALIGNED_DATA, ALIGNED_MEASURANDS, member, rw, energy, values=SUPPORTED_MEASURANDS),
-        _var(ALIGNED_DATA, ALIGNED_TX_ENDED_INTERVAL, integer, rw, "0", unit="s", min_limit=0),
-        _var(
-            ALIGNED_DATA,
-            ALIGNED_TX_ENDED_MEASURANDS,
-            member,
-            rw,
-            energy,
-            values=SUPPORTED_MEASURANDS,
-        ),
-        _var(AUTH, ENABLED, boolean, rw, "true"),
-        _var(AUTH, AUTHORIZE_REMOTE_START, boolean, rw, "false"),
-        _var(AUTH, LOCAL_AUTHORIZE_OFFLINE, boolean, rw, "true"),
-        _var(AUTH, LOCAL_PRE_AUTHORIZE, boolean, rw, "false"),
-        _var(AUTH, OFFLINE_TX_FOR_UNKNOWN_ID, boolean, rw, "false"),
-        # C10-C12: the authorization cache (LRU, at most 1000 entries).
-        _var(AUTH_CACHE, AVAILABLE, boolean, ro, "true", constant=True),
-        _var(AUTH_CACHE, ENABLED, boolean, rw, "true"),
-        _var(AUTH_CACHE, LIFE_TIME, integer, rw, "86400", unit="s", min_limit=1),
-        _var(
-            AUTH_CACHE,
-            VariableKey("Policy"),
-            DataType.OPTION_LIST,
-            ro,
-            "LRU",
-            values=("LRU", "LFU", "FIFO", "CUSTOM"),
-            constant=True,
-        ),
-        # D01/D02: the local authorization list.
-        _var(LOCAL_AUTH_LIST, AVAILABLE, boolean, ro, "true", constant=True),
-        _var(LOCAL_AUTH_LIST, ENABLED, boolean, rw, "true"),
-        _var(LOCAL_AUTH_LIST, ENTRIES, integer, ro, "0", persistent=False),
-        # Declared for the coming smart-charging / ISO 15118 / V2X work.
-        _var(SMART_CHARGING, AVAILABLE, boolean, ro, "false"),
-        _var(SMART_CHARGING, ENABLED, boolean, ro, "false"),
-        _var(ISO15118, VariableKey("PnCEnabled"), boolean, ro, "false"),
-        _var(ISO15118, VariableKey("ContractValidationOffline"), boolean, rw, "true"),
-        _var(ISO15118, SECC_ID, string, ro, identity, max_limit=48),
-        _var(CHARGING_STATION, AVAILABLE, boolean, ro, "true", persistent=False),
-        _var(
-            CHARGING_STATION,
-            AVAILABILITY_STATE,
-            DataType.OPTION_LIST,
-            ro,
-            "Available",
-            values=_AVAILABILITY,
-            persistent=False,
-        ),
-    ]
+    v2x = bool(v2x_operation_modes)
+    settings: dict[Arg, str | None] = {
+        Arg.IDENTITY: identity,
+        Arg.SECURITY_PROFILE: str(security_profile),
+        Arg.BASIC_AUTH_PASSWORD: basic_auth_password,
+        Arg.ORGANIZATION_NAME: organization_name,
+        Arg.WEBSOCKET_PING_INTERVAL: str(websocket_ping_interval_s),
+        Arg.V2X_ENABLED: "true" if v2x else "false",
+        Arg.V2X_OPERATION_MODES: ",".join(v2x_operation_modes) or None,
+        Arg.V2X_ENERGY_TRANSFER_MODES: _table.V2X_ENERGY_TRANSFER_MODES if v2x else None,
+    }
+    specs = [_spec(row, ComponentKey(row.component), settings) for row in _table.STATION_VARIABLES]
     for evse_id, connectors in sorted(evse_connectors.items()):
-        evse = ComponentKey("EVSE", evse_id=evse_id)
         specs += [
-            _var(evse, AVAILABLE, boolean, ro, "true", persistent=False),
-            _var(
-                evse,
-                AVAILABILITY_STATE,
-                DataType.OPTION_LIST,
-                ro,
-                "Available",
-                values=_AVAILABILITY,
-                persistent=False,
-            ),
+            _spec(row, ComponentKey(row.component, evse_id=evse_id), settings)
+            for row in _table.EVSE_VARIABLES
         ]
-        v2x = ComponentKey("V2XChargingCtrlr", evse_id=evse_id)
         specs += [
-            _var(v2x, ENABLED, boolean, ro, "true" if v2x_operation_modes else "false"),
-            _var(
-                v2x,
-                VariableKey("SupportedOperationModes"),
-                member,
-                ro,
-                ",".join(v2x_operation_modes) or None,
-                values=(
-                    "ChargingOnly",
-                    "CentralSetpoint",
-                    "ExternalSetpoint",
-                    "ExternalLimits",
-                    "CentralFrequency",
-                    "LocalFrequency",
-                    "LocalLoadBalancing",
-                    "Idle",
-                ),
-            ),
-            _var(
-                v2x,
-                VariableKey("SupportedEnergyTransferModes"),
-                member,
-                ro,
-                "AC_BPT,DC_BPT" if v2x_operation_modes else None,
-                values=(
-                    "AC_single_phase",
-                    "AC_two_phase",
-                    "AC_three_phase",
-                    "DC",
-                    "AC_BPT",
-                    "AC_BPT_DER",
-                    "AC_DER",
-                    "DC_BPT",
-                    "DC_ACDP",
-                    "DC_ACDP_BPT",
-                    "WPT",
-                ),
-            ),
-        ]
-        for connector_id in range(1, connectors + 1):
-            conn = ComponentKey("Connector", evse_id=evse_id, connector_id=connector_id)
-            specs.append(
-                _var(
-                    conn,
-                    AVAILABILITY_STATE,
-                    DataType.OPTION_LIST,
-                    ro,
-                    "Available",
-                    values=_AVAILABILITY,
-                    persistent=False,
-                )
+            _spec(
+                row,
+                ComponentKey(row.component, evse_id=evse_id, connector_id=connector_id),
+                settings,
             )
+            for connector_id in range(1, connectors + 1)
+            for row in _table.CONNECTOR_VARIABLES
+        ]
     return specs
+
+
+def _spec(row: Row, component: ComponentKey, settings: Mapping[Arg, str | None]) -> VariableSpec:
+    max_limit = row.max_limit
+    if max_limit is None and row.data_type in ("integer", "decimal"):
+        max_limit = MAX_NUMBER  # no number from the network reaches arithmetic unbounded
+    initial = settings[row.default] if isinstance(row.default, Arg) else row.default
+    attribute = AttributeSpec(Mutability(row.mutability), initial, row.persistent, row.constant)
+    return VariableSpec(
+        component,
+        VariableKey(row.variable, row.instance),
+        Characteristics(DataType(row.data_type), row.unit, row.min_limit, max_limit, row.values),
+        {AttributeType.ACTUAL: attribute},
+        row.reboot_required,
+    )

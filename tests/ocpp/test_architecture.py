@@ -35,7 +35,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_core_imports_no_io_and_reads_no_clock() -> None:
-    for path in sorted((ROOT / "ocpp").glob("*.py")):
+    paths = sorted((ROOT / "ocpp").rglob("*.py"))
+    assert ROOT / "ocpp" / "blocks" / "__init__.py" in paths
+    for path in paths:
         for name in imported_modules(path):
             top = name.split(".")[0]
             assert top not in FORBIDDEN_IN_CORE and not name.startswith("chargepoint.adapters"), (
@@ -43,6 +45,12 @@ def test_core_imports_no_io_and_reads_no_clock() -> None:
             )
         text = path.read_text()
         assert ".now(" not in text and "utcnow" not in text, path.name
+
+
+def test_blocks_see_the_core_only_through_the_outbox() -> None:
+    # The station core builds the blocks; a block never imports it back.
+    for path in sorted((ROOT / "ocpp" / "blocks").rglob("*.py")):
+        assert "chargepoint.ocpp.station" not in imported_modules(path), path.name
 
 
 def test_only_the_client_adapter_imports_the_ocpp_package() -> None:

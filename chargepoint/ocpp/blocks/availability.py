@@ -1,0 +1,214 @@
+"""Functional block G: connector status, availability, unlocking, faults (sans-I/O).
+
+Theory of operation: the runtime reports each connector's status
+(:class:`~chargepoint.ocpp.station_io.ConnectorStatusChanged`); the block keeps
+it, mirrors it into Connector.AvailabilityState, and tells the CSMS with a
+StatusNotification whenever the CSMS's picture is out of date (G01): on a
+change while online, for everything after an Accepted BootNotification, and for
+what changed while offline after a reconnect.  OCPP 2.1 also gets a NotifyEvent
+(trigger Delta) on Connector.AvailabilityState.  ChangeAvailability and
+UnlockConnector become commands for the runtime (G03/G04, F05); faults become
+NotifyEvent alerts on the component's Problem variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
+from chargepoint.ocpp.device_model import ComponentKey
+from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox
+from chargepoint.ocpp.rpc import Call, JsonObject, ProtocolVersion
+from chargepoint.ocpp.station_io import (
+    ConnectorStatus,
+    ConnectorStatusChanged,
+    FaultCleared,
+    FaultRaised,
+    SetAvailability,
+    StationEvent,
+    UnlockConnector,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class AvailabilityBlock(Block):
+    """Connector status (G01), ChangeAvailability (G03/G04), UnlockConnector (F05),
+    fault alerts (NotifyEvent)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        evse_connectors: Mapping[int, int],
+        transactions: TransactionsBlock,
+    ) -> None:
+        self._outbox = outbox
+        self._model = outbox.model
+        self._evse_connectors = evse_connectors
+        self._transactions = transactions
+        self._status: dict[tuple[int, int], ConnectorStatus] = {
+            (evse, conn): ConnectorStatus.AVAILABLE
+            for evse, count in evse_connectors.items()
+            for conn in range(1, count + 1)
+        }
+        #: what the CSMS was last told, per connector
+        self._reported: dict[tuple[int, int], ConnectorStatus] = {}
+        #: eventId of the last NotifyEvent
+        self._event_seq = 0
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "ChangeAvailability": self._on_change_availability,
+            "UnlockConnector": self._on_unlock_connector,
+        }
+
+    def on_event(self, event: StationEvent, now: float) -> None:
+        match event:
+            case ConnectorStatusChanged():
+                self._on_connector_status(event, now)
+            case FaultRaised() | FaultCleared():
+                self._on_fault(event, now)
+
+    # ------------------------------------------------------------ status
+    def _on_connector_status(self, event: ConnectorStatusChanged, now: float) -> None:
+        key = (event.evse_id, event.connector_id)
+        if key not in self._status:
+            logger.error("runtime reported unknown connector %s: ignored", key)
+            return
+        changed = self._status[key] is not event.status
+        self._status[key] = event.status
+        connector = ComponentKey(
+            "Connector", evse_id=event.evse_id, connector_id=event.connector_id
+        )
+        self._outbox.update(connector, dm.AVAILABILITY_STATE, event.status.value)
+        if self._outbox.online:
+            self.resync_status(now)
+            if changed and self._outbox.version is ProtocolVersion.V21:
+                # OCPP 2.1: StatusNotification is deprecated in favour of device-model
+                # events; report the change both ways (Connector.AvailabilityState, Delta).
+                self._event_seq += 1
+                data: JsonObject = {
+                    "eventId": self._event_seq,
+                    "timestamp": self._outbox.utc_now(now),
+                    "trigger": "Delta",
+                    "actualValue": event.status.value,
+                    "eventNotificationType": "HardWiredNotification",
+                    "component": connector.to_json(),
+                    "variable": dm.AVAILABILITY_STATE.to_json(),
+                }
+                self._outbox.enqueue(
+                    "NotifyEvent",
+                    {
+                        "generatedAt": self._outbox.utc_now(now),
+                        "seqNo": 0,
+                        "tbc": False,
+                        "eventData": [data],
+                    },
+                    None,
+                )
+
+    def resync_status(self, now: float, *, everything: bool = False) -> None:
+        """G01: a StatusNotification per connector whose state the CSMS does not know
+        (``everything``: per connector, after an Accepted BootNotification)."""
+        for (evse_id, connector_id), status in sorted(self._status.items()):
+            if not everything and self._reported.get((evse_id, connector_id)) is status:
+                continue
+            self._reported[(evse_id, connector_id)] = status
+            self._outbox.send(
+                "StatusNotification",
+                {
+                    "timestamp": self._outbox.utc_now(now),
+                    "connectorStatus": status.value,
+                    "evseId": evse_id,
+                    "connectorId": connector_id,
+                },
+            )
+
+    def trigger_status_notification(
+        self, evse_id: int | None, connector_id: int | None, now: float
+    ) -> bool:
+        """F06 TriggerMessage StatusNotification for the connectors addressed
+        (all of them without ``evse_id``); ``False`` when there is none."""
+        keys = [
+            k
+            for k in sorted(self._status)
+            if evse_id is None or (k[0] == evse_id and connector_id in (None, k[1]))
+        ]
+        if not keys:
+            return False
+        for key in keys:
+            self._reported[key] = self._status[key]
+            self._outbox.send(
+                "StatusNotification",
+                {
+                    "timestamp": self._outbox.utc_now(now),
+                    "connectorStatus": self._status[key].value,
+                    "evseId": key[0],
+                    "connectorId": key[1],
+                },
+                requested_by_csms=True,
+            )
+        return True
+
+    # ------------------------------------------------------------- faults
+    def _on_fault(self, event: FaultRaised | FaultCleared, now: float) -> None:
+        """N07-style alert: NotifyEvent on the Problem variable of the component."""
+        component = (
+            ComponentKey("ChargingStation")
+            if event.evse_id is None
+            else ComponentKey("EVSE", evse_id=event.evse_id)
+        )
+        raised = isinstance(event, FaultRaised)
+        self._event_seq += 1
+        data: JsonObject = {
+            "eventId": self._event_seq,
+            "timestamp": self._outbox.utc_now(now),
+            "trigger": "Alerting",
+            "actualValue": "true" if raised else "false",
+            "techCode": event.code[:50],
+            "eventNotificationType": "HardWiredNotification",
+            "cleared": not raised,
+            "component": component.to_json(),
+            "variable": {"name": "Problem"},
+        }
+        if isinstance(event, FaultRaised):
+            data["techInfo"] = event.description[:500]
+        if self._outbox.online or self._model.bool_value(dm.OCPP_COMM, dm.QUEUE_ALL_MESSAGES):
+            self._outbox.enqueue(
+                "NotifyEvent",
+                {
+                    "generatedAt": self._outbox.utc_now(now),
+                    "seqNo": 0,
+                    "tbc": False,
+                    "eventData": [data],
+                },
+                None,
+            )
+
+    # -------------------------------------------------------- CALL handlers
+    def _on_change_availability(self, call: Call, now: float, size: int) -> JsonObject:
+        operative = call.payload["operationalStatus"] == "Operative"
+        evse = call.payload.get("evse") or {}
+        evse_id, connector_id = evse.get("id"), evse.get("connectorId")
+        if evse_id is not None and evse_id != 0:
+            count = self._evse_connectors.get(evse_id)
+            if count is None or (connector_id is not None and not 1 <= connector_id <= count):
+                return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        else:
+            evse_id = None
+        self._outbox.emit(DeliverCommand(SetAvailability(evse_id, connector_id, operative)))
+        # G03/G04: with a transaction running, the change is Scheduled.
+        busy = self._transactions.busy(evse_id)
+        return {"status": "Scheduled" if busy and not operative else "Accepted"}
+
+    def _on_unlock_connector(self, call: Call, now: float, size: int) -> JsonObject:
+        key = (call.payload["evseId"], call.payload["connectorId"])
+        if key not in self._status:
+            return {"status": "UnknownConnector"}
+        if self._transactions.busy(key[0]):
+            return {"status": "OngoingAuthorizedTransaction"}  # F05
+        self._outbox.emit(DeliverCommand(UnlockConnector(*key)))
+        return {"status": "Unlocked"}

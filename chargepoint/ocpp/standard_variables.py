@@ -1,0 +1,261 @@
+"""The components and variables this station declares, as a table (OCPP 2.0.1 Part 2 Appendix 3).
+
+One :class:`Row` per variable, written like the appendix: component, variable,
+data type, mutability, default, then the options (instance, unit, limits,
+values list, persistence).  Names and enum values are the spec's own strings;
+:func:`chargepoint.ocpp.device_model.standard_variables` turns the rows into
+:class:`~chargepoint.ocpp.device_model.VariableSpec` and fills in the defaults
+marked :class:`Arg`, which depend on the station's settings.
+
+* :data:`STATION_VARIABLES` -- station-wide components, declared once;
+* :data:`EVSE_VARIABLES` -- declared for each EVSE (``evse.id`` set);
+* :data:`CONNECTOR_VARIABLES` -- declared for each connector of each EVSE.
+
+Defaults are this project's choices; docs/ocpp.md documents them.  Pure data: this
+module imports nothing of the device model, which imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass
+from enum import Enum
+from typing import Final, Literal
+
+from chargepoint.ocpp.network import SLOT_VALUES
+
+#: DataEnumType (OCPP 2.0.1 Part 2 §3)
+DataTypeName = Literal[
+    "string",
+    "decimal",
+    "integer",
+    "dateTime",
+    "boolean",
+    "OptionList",
+    "SequenceList",
+    "MemberList",
+]
+#: MutabilityEnumType (OCPP 2.0.1 Part 2 §3)
+MutabilityName = Literal["ReadOnly", "WriteOnly", "ReadWrite"]
+
+RO: Final = "ReadOnly"
+RW: Final = "ReadWrite"
+WO: Final = "WriteOnly"
+
+
+class Arg(Enum):
+    """A default that depends on the station's settings (see ``standard_variables``)."""
+
+    #: the station identity (SecurityCtrlr.Identity, ISO15118Ctrlr.SeccId)
+    IDENTITY = "identity"
+    #: the configured security profile
+    SECURITY_PROFILE = "security_profile"
+    #: the configured Basic auth password, if any
+    BASIC_AUTH_PASSWORD = "basic_auth_password"
+    ORGANIZATION_NAME = "organization_name"
+    WEBSOCKET_PING_INTERVAL = "websocket_ping_interval_s"
+    #: "true" when V2X operation modes are configured, else "false"
+    V2X_ENABLED = "v2x_enabled"
+    #: the configured V2X operation modes (none: no value)
+    V2X_OPERATION_MODES = "v2x_operation_modes"
+    #: :data:`V2X_ENERGY_TRANSFER_MODES` when V2X operation modes are configured
+    V2X_ENERGY_TRANSFER_MODES = "v2x_energy_transfer_modes"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variable with a single Actual attribute (VariableCharacteristicsType and
+    VariableAttributeType).  For strings the limits are lengths."""
+
+    component: str
+    variable: str
+    data_type: DataTypeName
+    mutability: MutabilityName
+    default: str | Arg | None
+    _: KW_ONLY
+    instance: str | None = None
+    unit: str | None = None
+    min_limit: float | None = None
+    #: numbers without one get the device model's MAX_NUMBER
+    max_limit: float | None = None
+    values: tuple[str, ...] = ()
+    persistent: bool = True
+    constant: bool = False
+    reboot_required: bool = False
+
+
+#: Measurands this station can sample (OCPP 2.0.1 Part 2 §7 MeasurandEnumType).
+SUPPORTED_MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Energy.Active.Export.Register",
+    "Power.Active.Import",
+    "Power.Active.Export",
+    "Voltage",
+    "Current.Import",
+    "Current.Export",
+    "SoC",
+)
+#: TxStartPointValues / TxStopPointValues, most upstream first (OCPP 2.0.1 E01/E06).
+TX_POINTS = (
+    "ParkingBayOccupancy",
+    "EVConnected",
+    "Authorized",
+    "DataSigned",
+    "PowerPathClosed",
+    "EnergyTransfer",
+)
+#: ConnectorStatusEnumType values, for the AvailabilityState variables
+AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
+#: What a V2X-capable EVSE reports as SupportedEnergyTransferModes.
+V2X_ENERGY_TRANSFER_MODES = "AC_BPT,DC_BPT"
+
+_ENERGY = "Energy.Active.Import.Register,Energy.Active.Export.Register"
+_TX_UPDATED = (
+    "Energy.Active.Import.Register,Energy.Active.Export.Register,"
+    "Power.Active.Import,Power.Active.Export,SoC"
+)
+_TIME_SOURCES = (
+    "Heartbeat",
+    "NTP",
+    "GPS",
+    "RealTimeClock",
+    "MobileNetwork",
+    "RadioTimeTransmitter",
+)
+_AUTH_CACHE_POLICIES = ("LRU", "LFU", "FIFO", "CUSTOM")
+_V2X_OPERATION_MODES = (
+    "ChargingOnly",
+    "CentralSetpoint",
+    "ExternalSetpoint",
+    "ExternalLimits",
+    "CentralFrequency",
+    "LocalFrequency",
+    "LocalLoadBalancing",
+    "Idle",
+)
+_ENERGY_TRANSFER_MODES = (
+    "AC_single_phase",
+    "AC_two_phase",
+    "AC_three_phase",
+    "DC",
+    "AC_BPT",
+    "AC_BPT_DER",
+    "AC_DER",
+    "DC_BPT",
+    "DC_ACDP",
+    "DC_ACDP_BPT",
+    "WPT",
+)
+
+_COMM = "OCPPCommCtrlr"
+_TX = "TxCtrlr"
+_DEVICE_DATA = "DeviceDataCtrlr"
+_SAMPLED = "SampledDataCtrlr"
+_ALIGNED = "AlignedDataCtrlr"
+_MEASURANDS = SUPPORTED_MEASURANDS
+
+# fmt: off
+STATION_VARIABLES: tuple[Row, ...] = (
+    Row(_COMM, "RetryBackOffWaitMinimum", "integer", RW, "10", unit="s", min_limit=0),
+    Row(_COMM, "RetryBackOffRandomRange", "integer", RW, "10", unit="s", min_limit=0),
+    Row(_COMM, "RetryBackOffRepeatTimes", "integer", RW, "5", min_limit=0),
+    Row(_COMM, "HeartbeatInterval", "integer", RW, "300", unit="s", min_limit=1),
+    Row(_COMM, "MessageTimeout", "integer", RW, "30", instance="Default", unit="s", min_limit=1),
+    Row(_COMM, "MessageAttempts", "integer", RW, "3", instance="TransactionEvent", min_limit=1),
+    Row(_COMM, "MessageAttemptInterval", "integer", RW, "60",
+        instance="TransactionEvent", unit="s", min_limit=0),
+    # B10: the new connection order is used after the next reboot.
+    Row(_COMM, "NetworkConfigurationPriority", "SequenceList", RW, "0",
+        values=SLOT_VALUES, reboot_required=True),
+    Row(_COMM, "NetworkProfileConnectionAttempts", "integer", RW, "3", min_limit=1),
+    Row(_COMM, "OfflineThreshold", "integer", RW, "60", unit="s", min_limit=0),
+    Row(_COMM, "ResetRetries", "integer", RW, "2", min_limit=0),
+    Row(_COMM, "QueueAllMessages", "boolean", RW, "false"),
+    Row(_COMM, "WebSocketPingInterval", "integer", RW, Arg.WEBSOCKET_PING_INTERVAL,
+        unit="s", min_limit=0),
+    Row(_COMM, "FileTransferProtocols", "MemberList", RO, "HTTPS",
+        values=("HTTPS",), constant=True),
+    # E01/E06: when a transaction started by EvseActivity starts and ends.  The
+    # spec's own example value for both is "EVConnected,Authorized".
+    Row(_TX, "TxStartPoint", "MemberList", RW, "EVConnected,Authorized", values=TX_POINTS),
+    Row(_TX, "TxStopPoint", "MemberList", RW, "EVConnected,Authorized", values=TX_POINTS),
+    Row(_TX, "EVConnectionTimeOut", "integer", RW, "60", unit="s", min_limit=0),
+    Row(_TX, "StopTxOnEVSideDisconnect", "boolean", RO, "true"),
+    Row(_TX, "StopTxOnInvalidId", "boolean", RW, "true"),
+    Row(_DEVICE_DATA, "ItemsPerMessage", "integer", RO, "20", instance="GetReport", constant=True),
+    Row(_DEVICE_DATA, "ItemsPerMessage", "integer", RO, "50",
+        instance="GetVariables", constant=True),
+    Row(_DEVICE_DATA, "ItemsPerMessage", "integer", RO, "50",
+        instance="SetVariables", constant=True),
+    Row(_DEVICE_DATA, "BytesPerMessage", "integer", RO, "32000",
+        instance="GetReport", constant=True),
+    Row(_DEVICE_DATA, "BytesPerMessage", "integer", RO, "32000",
+        instance="GetVariables", constant=True),
+    Row(_DEVICE_DATA, "BytesPerMessage", "integer", RO, "32000",
+        instance="SetVariables", constant=True),
+    Row("ClockCtrlr", "DateTime", "dateTime", RO, None, persistent=False),
+    Row("ClockCtrlr", "TimeSource", "SequenceList", RW, "Heartbeat", values=_TIME_SOURCES),
+    # SecurityProfile changes only through SetNetworkProfile (A05), not here; it
+    # reports the profile of the connection in use (the configured one at start-up).
+    Row("SecurityCtrlr", "SecurityProfile", "integer", RO, Arg.SECURITY_PROFILE,
+        min_limit=0, max_limit=3, persistent=False),
+    # A00/A01: 16..40 characters, write-only.
+    Row("SecurityCtrlr", "BasicAuthPassword", "string", WO, Arg.BASIC_AUTH_PASSWORD,
+        min_limit=16, max_limit=40),
+    Row("SecurityCtrlr", "Identity", "string", RO, Arg.IDENTITY, max_limit=48),
+    Row("SecurityCtrlr", "OrganizationName", "string", RW, Arg.ORGANIZATION_NAME, max_limit=64),
+    Row("SecurityCtrlr", "CertificateEntries", "integer", RO, "0", persistent=False),
+    # A02/A03: waiting for CertificateSigned, then asking again.
+    Row("SecurityCtrlr", "CertSigningWaitMinimum", "integer", RW, "60", unit="s", min_limit=1),
+    Row("SecurityCtrlr", "CertSigningRepeatTimes", "integer", RW, "3", min_limit=0),
+    Row(_SAMPLED, "TxUpdatedMeasurands", "MemberList", RW, _TX_UPDATED, values=_MEASURANDS),
+    Row(_SAMPLED, "TxUpdatedInterval", "integer", RW, "60", unit="s", min_limit=0),
+    Row(_SAMPLED, "TxStartedMeasurands", "MemberList", RW, _ENERGY, values=_MEASURANDS),
+    Row(_SAMPLED, "TxEndedMeasurands", "MemberList", RW, _ENERGY, values=_MEASURANDS),
+    Row(_SAMPLED, "TxEndedInterval", "integer", RW, "0", unit="s", min_limit=0),
+    # J01/J02: clock-aligned meter values every quarter hour (0 = off).
+    Row(_ALIGNED, "Interval", "integer", RW, "900", unit="s", min_limit=0),
+    Row(_ALIGNED, "Measurands", "MemberList", RW, _ENERGY, values=_MEASURANDS),
+    Row(_ALIGNED, "TxEndedInterval", "integer", RW, "0", unit="s", min_limit=0),
+    Row(_ALIGNED, "TxEndedMeasurands", "MemberList", RW, _ENERGY, values=_MEASURANDS),
+    Row("AuthCtrlr", "Enabled", "boolean", RW, "true"),
+    Row("AuthCtrlr", "AuthorizeRemoteStart", "boolean", RW, "false"),
+    Row("AuthCtrlr", "LocalAuthorizeOffline", "boolean", RW, "true"),
+    Row("AuthCtrlr", "LocalPreAuthorize", "boolean", RW, "false"),
+    Row("AuthCtrlr", "OfflineTxForUnknownIdEnabled", "boolean", RW, "false"),
+    # C10-C12: the authorization cache (LRU, at most 1000 entries).
+    Row("AuthCacheCtrlr", "Available", "boolean", RO, "true", constant=True),
+    Row("AuthCacheCtrlr", "Enabled", "boolean", RW, "true"),
+    Row("AuthCacheCtrlr", "LifeTime", "integer", RW, "86400", unit="s", min_limit=1),
+    Row("AuthCacheCtrlr", "Policy", "OptionList", RO, "LRU",
+        values=_AUTH_CACHE_POLICIES, constant=True),
+    # D01/D02: the local authorization list.
+    Row("LocalAuthListCtrlr", "Available", "boolean", RO, "true", constant=True),
+    Row("LocalAuthListCtrlr", "Enabled", "boolean", RW, "true"),
+    Row("LocalAuthListCtrlr", "Entries", "integer", RO, "0", persistent=False),
+    # Declared for the coming smart-charging / ISO 15118 / V2X work.
+    Row("SmartChargingCtrlr", "Available", "boolean", RO, "false"),
+    Row("SmartChargingCtrlr", "Enabled", "boolean", RO, "false"),
+    Row("ISO15118Ctrlr", "PnCEnabled", "boolean", RO, "false"),
+    Row("ISO15118Ctrlr", "ContractValidationOffline", "boolean", RW, "true"),
+    Row("ISO15118Ctrlr", "SeccId", "string", RO, Arg.IDENTITY, max_limit=48),
+    Row("ChargingStation", "Available", "boolean", RO, "true", persistent=False),
+    Row("ChargingStation", "AvailabilityState", "OptionList", RO, "Available",
+        values=AVAILABILITY, persistent=False),
+)
+
+EVSE_VARIABLES: tuple[Row, ...] = (
+    Row("EVSE", "Available", "boolean", RO, "true", persistent=False),
+    Row("EVSE", "AvailabilityState", "OptionList", RO, "Available",
+        values=AVAILABILITY, persistent=False),
+    Row("V2XChargingCtrlr", "Enabled", "boolean", RO, Arg.V2X_ENABLED),
+    Row("V2XChargingCtrlr", "SupportedOperationModes", "MemberList", RO, Arg.V2X_OPERATION_MODES,
+        values=_V2X_OPERATION_MODES),
+    Row("V2XChargingCtrlr", "SupportedEnergyTransferModes", "MemberList", RO,
+        Arg.V2X_ENERGY_TRANSFER_MODES, values=_ENERGY_TRANSFER_MODES),
+)
+
+CONNECTOR_VARIABLES: tuple[Row, ...] = (
+    Row("Connector", "AvailabilityState", "OptionList", RO, "Available",
+        values=AVAILABILITY, persistent=False),
+)
+# fmt: on
