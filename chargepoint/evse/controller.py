@@ -390,7 +390,10 @@ class EvseController:
             kind, timeout = FaultKind.CONTACTOR_STUCK_OPEN, s.safety.contactor_close_timeout_s
         else:
             kind, timeout = FaultKind.CONTACTOR_WELDED, s.safety.contactor_open_timeout_s
-        if self._permission != self._contactor_closed and kind not in latched:
+        expected = self._permission and self._board_closes()
+        if self._permission and not expected:
+            pass  # the board keeps the contacts open by its own rule: nothing to time
+        elif self._permission != self._contactor_closed and kind not in latched:
             deadlines.append(self._permission_changed_at + timeout)
         if self.state is EvseState.STOPPING and self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
@@ -635,7 +638,9 @@ class EvseController:
         if self._wake_until is not None and self.state is EvseState.READY:
             return  # the E/F step ends on its own timer, then the duty is set anew
         if self.state in (EvseState.READY, EvseState.CHARGING):
-            if self.offered_current_a() < MIN_BASIC_CURRENT_A:
+            if not self._hlc_offer() and self.offered_current_a() < MIN_BASIC_CURRENT_A:
+                # IEC 61851-1 Table A.8: no PWM below 6 A; an ISO 15118 session (5 %)
+                # gets its limits through the power arbiter instead
                 self._go(self.withdraw, now)
                 return
             duty = self._duty()
@@ -680,7 +685,7 @@ class EvseController:
         self._out.append(StateChanged(old, new, cp))
 
     def _duty(self) -> float:
-        if self.settings.hlc_only and not self._basic_mode:
+        if self._hlc_offer():
             return HLC_DUTY_PCT  # IEC 61851-1 A.4: digital communication required
         return duty_for_current(self.offered_current_a())
 
@@ -767,12 +772,24 @@ class EvseController:
         else:
             self._safe_off(now, force=True)  # belt and braces: re-assert the safe state
 
+    def _board_closes(self) -> bool:
+        """docs/pilot-board-protocol.md: the board's coil needs permission AND CP C/D AND
+        PWM. Permission held with X1 (STOPPING, IEC 61851-1 A.6 seq 10.1) or CP B leaves
+        the contacts open by design, which is no stuck contactor."""
+        cp = self._last.cp_state if self._last is not None else CpState.A
+        return self._pwm_duty is not None and cp in (CpState.C, CpState.D)
+
     def _check_contactor_feedback(self, now: float) -> None:
         s = self.settings
         elapsed = now - self._permission_changed_at
         closing_late = now >= self._permission_changed_at + s.safety.contactor_close_timeout_s
         opening_late = now >= self._permission_changed_at + s.safety.contactor_open_timeout_s
-        if self._permission and not self._contactor_closed and closing_late:
+        if (
+            self._permission
+            and self._board_closes()
+            and not self._contactor_closed
+            and closing_late
+        ):
             self._latch_one_shot(
                 FaultKind.CONTACTOR_STUCK_OPEN,
                 f"mirror contact still open {elapsed:.3f} s after permission",

@@ -78,8 +78,12 @@ class Rig:
         measured = CpState.F if self.output is PilotOutput.F else self.cp
         ev = PilotObserved(measured, self.output, bool(closed), locked=locked, **kw)  # type: ignore[arg-type]
         out = self.apply(self.ctl.handle(ev, self.now))
-        # the contactor follows permission by the next report
-        self.closed = self.closed if explicit else self.permission
+        # the contactor follows the board's coil rule by the next report
+        # (docs/pilot-board-protocol.md: permission AND CP C/D AND PWM)
+        coil = (
+            self.permission and self.output is PilotOutput.PWM and self.cp in (CpState.C, CpState.D)
+        )
+        self.closed = self.closed if explicit else coil
         return out
 
     def send(self, event: Event) -> list[Action]:
@@ -180,6 +184,23 @@ def test_limit_below_6_a_withdraws_offer() -> None:
     assert not rig.permission
     rig.send(SetCurrentLimit(10.0))
     assert rig.ctl.state is EvseState.READY and rig.duty == pytest.approx(16.67)
+
+
+def test_a_long_charge_withdrawn_to_c1_is_no_stuck_contactor() -> None:
+    """docs/pilot-board-protocol.md: the board opens the coil by itself once the output
+    leaves PWM, although the permission is still held in STOPPING (IEC 61851-1 A.6
+    seq 10.1); an EV that stays in C until the 6 s force-off is not a board fault."""
+    rig = Rig.make()
+    rig.report(CpState.B)
+    rig.report(CpState.C)
+    rig.advance(10.0)  # longer than the contactor close timeout
+    rig.send(SetCurrentLimit(3.0))  # e.g. a CSMS limit below 6 A
+    assert rig.ctl.state is EvseState.STOPPING and rig.output is PilotOutput.X1
+    rig.advance(5.0, step=0.05)  # the board's coil rule: no PWM, no coil
+    assert rig.ctl.latched_faults == ()
+    rig.advance(1.5)  # seq 10.2: forced off after 6 s
+    assert rig.ctl.state is EvseState.CONNECTED and not rig.permission
+    assert rig.ctl.latched_faults == ()
 
 
 def test_state_d_needs_ventilation() -> None:
