@@ -400,6 +400,7 @@ class Station:
             self.runners,
             self.restart,
             ev_soc=self._ev_soc,
+            v2g=self.v2g,  # filled as the V2G servers are built; read per command
         )
         self.listeners.append(bridge.listener)
         bridge.start()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chargepoint.adapters.evse_runner import EvseRunner
 from chargepoint.adapters.ocpp_client import OcppClient, OcppClientSettings
@@ -25,16 +26,24 @@ from chargepoint.evse.actions import (
     FaultsCleared,
     StateChanged,
 )
-from chargepoint.evse.events import ClearFaults, SetAvailable, StartCharging, StopCharging
+from chargepoint.evse.events import (
+    ClearFaults,
+    SetAvailable,
+    SetCurrentLimit,
+    StartCharging,
+    StopCharging,
+)
 from chargepoint.evse.session import SessionSummary
 from chargepoint.iec61851.evse_state import EvseState
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station import StationIdentity
 from chargepoint.ocpp.station_io import (
+    ChargingLimit,
     ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
     EvseActivity,
+    EvseRating,
     FaultCleared,
     FaultRaised,
     IdToken,
@@ -49,7 +58,11 @@ from chargepoint.ocpp.station_io import (
     StoppedReason,
     UnlockConnector,
 )
+from chargepoint.power.arbitration import INF, PowerLimits
 from hal.meter import MeterReading
+
+if TYPE_CHECKING:
+    from chargepoint.adapters.v2g_server import V2gServer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,16 @@ def client_settings(config: Config) -> OcppClientSettings | None:
             vendor_name=station.vendor,
             model=station.model,
             evse_connectors={e.id: len(e.connectors) for e in config.evse},
+            evse_ratings={
+                e.id: EvseRating(
+                    dc=e.kind == "dc",
+                    voltage_v=e.nominal_voltage_v,
+                    phases=1 if e.kind == "dc" else (e.phases or 3),
+                    max_current_a=e.max_current_a,
+                    max_power_w=e.max_power_w,
+                )
+                for e in config.evse
+            },
             serial_number=station.serial_number,
             firmware_version=station.firmware_version,
         ),
@@ -115,10 +138,14 @@ class OcppBridge:
         commands: asyncio.Queue[StationCommand],
         runners: dict[int, EvseRunner],
         request_stop: Callable[[], None],
+        *,
         ev_soc: Callable[[int], float | None] | None = None,
+        v2g: Mapping[int, V2gServer] | None = None,
     ) -> None:
         self.client = client
         self.runners = runners
+        # ISO 15118-20 servers per EVSE: their power arbiter takes the CSMS's limits
+        self._v2g: Mapping[int, V2gServer] = v2g if v2g is not None else {}
         # SoC as the EV reports it over ISO 15118 (None: not known, basic charging)
         self._ev_soc = ev_soc
         self.commands = commands
@@ -291,6 +318,31 @@ class OcppBridge:
                 # the cable lock once the power path is open (state CONNECTED).
                 log.info("evse %d: unlock requested by the CSMS", evse_id)
                 await self.runners[evse_id].submit(StopCharging("unlock"))
+            case ChargingLimit(evse_id=evse_id) if evse_id in self.runners:
+                await self._apply_limit(command)
+
+    async def _apply_limit(self, limit: ChargingLimit) -> None:
+        """The composite schedule's limit reaches the power path: the PWM offer (IEC
+        61851 basic charging; below 6 A the controller pauses) and the power arbiter
+        of the ISO 15118-20 session (the ``csms`` source)."""
+        runner = self.runners[limit.evse_id]
+        if not runner.controller.settings.has_power_stage:  # AC: the PWM offer
+            current = runner.controller.settings.max_current_a
+            if limit.current_a is not None:
+                current = min(current, limit.current_a)
+            await runner.submit(SetCurrentLimit(current))
+        server = self._v2g.get(limit.evse_id)
+        if server is not None:
+            server.arbiter.set_source(
+                "csms",
+                PowerLimits(
+                    max_charge_power_w=INF if limit.power_w is None else limit.power_w,
+                    max_discharge_power_w=(
+                        INF if limit.discharge_power_w is None else limit.discharge_power_w
+                    ),
+                ),
+            )
+            await server.limits_changed()
 
     async def _set_available(self, evse_id: int, *, operative: bool) -> None:
         self._available[evse_id] = operative

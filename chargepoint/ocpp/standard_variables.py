@@ -103,6 +103,11 @@ TX_POINTS = (
     "PowerPathClosed",
     "EnergyTransfer",
 )
+#: SmartChargingCtrlr limits: profiles installed at most, periods per schedule
+#: (also what a composite schedule reports at most) and the highest stack level.
+MAX_CHARGING_PROFILES = 64
+PERIODS_PER_SCHEDULE = 48
+MAX_STACK_LEVEL = 9
 #: ConnectorStatusEnumType values, for the AvailabilityState variables
 AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
 #: What a V2X-capable EVSE reports as SupportedEnergyTransferModes.
@@ -233,8 +238,32 @@ STATION_VARIABLES: tuple[Row, ...] = (
     Row("LocalAuthListCtrlr", "Enabled", "boolean", RW, "true"),
     Row("LocalAuthListCtrlr", "Entries", "integer", RO, "0", persistent=False),
     # Declared for the coming smart-charging / ISO 15118 / V2X work.
-    Row("SmartChargingCtrlr", "Available", "boolean", RO, "false"),
-    Row("SmartChargingCtrlr", "Enabled", "boolean", RO, "false"),
+    # K: smart charging (OCPP 2.0.1 Part 2 Appendix 3, SmartChargingCtrlr)
+    Row("SmartChargingCtrlr", "Available", "boolean", RO, "true", constant=True),
+    Row("SmartChargingCtrlr", "Enabled", "boolean", RW, "true"),
+    Row(
+        "SmartChargingCtrlr",
+        "Entries",
+        "integer",
+        RO,
+        "0",
+        instance="ChargingProfiles",
+        max_limit=MAX_CHARGING_PROFILES,
+        persistent=False,
+    ),
+    # percent: a composite limit that moves by more than this during a transaction is
+    # reported (TransactionEvent, TriggerReasonEnumType ChargingRateChanged)
+    Row("SmartChargingCtrlr", "LimitChangeSignificance", "decimal", RW, "10", min_limit=0,
+        max_limit=100),
+    Row("SmartChargingCtrlr", "PeriodsPerSchedule", "integer", RO, str(PERIODS_PER_SCHEDULE),
+        constant=True),
+    Row("SmartChargingCtrlr", "ProfileStackLevel", "integer", RO, str(MAX_STACK_LEVEL),
+        constant=True),
+    Row("SmartChargingCtrlr", "RateUnit", "MemberList", RO, "A,W", values=("A", "W"),
+        constant=True),
+    Row("SmartChargingCtrlr", "ExternalControlSignalsEnabled", "boolean", RO, "false"),
+    Row("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", "boolean", RO, "false"),
+    Row("SmartChargingCtrlr", "Phases3to1", "boolean", RO, "false", constant=True),
     Row("ISO15118Ctrlr", "PnCEnabled", "boolean", RO, "false"),
     Row("ISO15118Ctrlr", "ContractValidationOffline", "boolean", RW, "true"),
     Row("ISO15118Ctrlr", "SeccId", "string", RO, Arg.IDENTITY, max_limit=48),

@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
@@ -61,6 +61,7 @@ from chargepoint.ocpp.blocks.authorization_block import AuthorizationBlock
 from chargepoint.ocpp.blocks.availability import AvailabilityBlock
 from chargepoint.ocpp.blocks.provisioning import ProvisioningBlock
 from chargepoint.ocpp.blocks.security import SecurityBlock
+from chargepoint.ocpp.blocks.smart_charging import SmartChargingBlock
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
 from chargepoint.ocpp.certificates import CertificateStore, NoCertificates
 from chargepoint.ocpp.device_model import ComponentKey, DeviceModel, VariableKey
@@ -99,7 +100,7 @@ from chargepoint.ocpp.rpc import (
     encode_frame,
     parse_frame,
 )
-from chargepoint.ocpp.station_io import IdToken, StationEvent
+from chargepoint.ocpp.station_io import EvseRating, IdToken, StationEvent
 
 __all__ = [
     "BOOT_RETRY_DEFAULT_S",
@@ -146,6 +147,8 @@ class StationIdentity:
     serial_number: str | None = None
     firmware_version: str | None = None
     boot_reason: str = "PowerUp"
+    #: per EVSE, for smart charging (missing: an AC EVSE of :class:`EvseRating`'s defaults)
+    evse_ratings: Mapping[int, EvseRating] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,14 @@ class OcppStation:
         self._availability = AvailabilityBlock(
             outbox, evse_connectors=evse_connectors, transactions=self._transactions
         )
+        smart_charging = SmartChargingBlock(
+            outbox,
+            evse_ratings={
+                evse: identity.evse_ratings.get(evse, EvseRating()) for evse in evse_connectors
+            },
+            transactions=self._transactions,
+            stored=state.get("charging_profiles"),
+        )
         provisioning = ProvisioningBlock(
             outbox,
             evse_connectors=evse_connectors,
@@ -419,6 +430,7 @@ class OcppStation:
             self._availability,
             self._transactions,
             self._security,
+            smart_charging,  # after transactions: it reads the transactions they keep
         )
         # ---------------------------------------------------- dispatch table
         self._handlers: dict[str, Handler] = {

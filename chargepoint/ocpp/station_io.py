@@ -58,6 +58,20 @@ class ResetKind(Enum):
 
 
 @dataclass(frozen=True)
+class EvseRating:
+    """The electrical rating of one EVSE, for smart charging: unit conversion (W = A x
+    V x phases) and what a composite schedule reports where no profile limits."""
+
+    dc: bool = False
+    #: nominal phase voltage (AC) or the nominal DC voltage
+    voltage_v: float = 230.0
+    #: AC phases (1 for DC)
+    phases: int = 3
+    max_current_a: float = 32.0
+    max_power_w: float | None = None
+
+
+@dataclass(frozen=True)
 class IdToken:
     """IdTokenType: ``kind`` is the IdTokenEnumType (ISO14443, eMAID, Central, ...)."""
 
@@ -223,4 +237,24 @@ class UnlockConnector:
     connector_id: int
 
 
-StationCommand = RemoteStart | RemoteStop | SetAvailability | ResetRequested | UnlockConnector
+@dataclass(frozen=True)
+class ChargingLimit:
+    """Smart charging (K): what the composite schedule allows on ``evse_id`` from now on.
+
+    Magnitudes; ``None`` means the CSMS sets no limit on that quantity. AC EVSEs get
+    ``current_a`` (per phase: the IEC 61851 PWM offer) and ``power_w`` (an ISO 15118
+    AC session), converted with the nominal voltage and phases; DC EVSEs get
+    ``power_w`` only (an ampere profile is converted at the nominal DC voltage).
+    The discharge limits bound what may flow from the EV (V2X).
+    """
+
+    evse_id: int
+    current_a: float | None
+    power_w: float | None
+    discharge_power_w: float | None = None
+    number_phases: int | None = None
+
+
+StationCommand = (
+    RemoteStart | RemoteStop | SetAvailability | ResetRequested | UnlockConnector | ChargingLimit
+)

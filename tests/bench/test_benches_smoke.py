@@ -93,3 +93,8 @@ def test_safety_latency_with_a_slow_dc_power_stage() -> None:
     assert "slow power stage: 1 DC sessions ended by the EV under load" in out
     assert "safety reaction (STATUS C->B -> module sees Off): p50" in out
     assert "longest host silence on the board's wire:" in out
+
+
+def test_composite_schedule() -> None:
+    out = run_bench("composite_schedule.py", "--runs", "3")
+    assert "median" in out

@@ -191,6 +191,7 @@ def minimal_result(action: str) -> dict[str, Any]:
         "StatusNotification": {},
         "NotifyReport": {},
         "NotifyEvent": {},
+        "ReportChargingProfiles": {},
         "MeterValues": {},
         "SecurityEventNotification": {},
         "SignCertificate": {"status": "Accepted"},

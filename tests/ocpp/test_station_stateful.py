@@ -195,7 +195,7 @@ class StationSessions(RuleBasedStateMachine):
                 },
             ],
             "unknown": [2, "c2", "Teleport", {}],
-            "unsupported": [2, "c3", "SetChargingProfile", {}],
+            "unsupported": [2, "c3", "ReserveNow", {}],
             "malformed": [2, "c4", "Reset"],
         }[kind]
         self.take(self.h.receive(frame), incoming_id=frame[1])

@@ -147,6 +147,24 @@ class TransactionsBlock(Block):
             return self._transactions.any_open()
         return self._transactions.on_evse(evse_id) is not None
 
+    def transaction_on(self, evse_id: int) -> str | None:
+        """The transactionId running on ``evse_id``, if any."""
+        tx = self._transactions.on_evse(evse_id)
+        return None if tx is None else tx.transaction_id
+
+    def charging_rate_changed(self, evse_id: int, now: float) -> None:
+        """The composite limit moved by more than SmartChargingCtrlr.LimitChangeSignificance:
+        an Updated event with triggerReason ChargingRateChanged (TriggerReasonEnumType)."""
+        payload = self._transactions.changed(
+            evse_id,
+            trigger="ChargingRateChanged",
+            timestamp=self._outbox.utc_now(now),
+            offline=self._offline(),
+        )
+        if payload is not None:
+            self._store_transactions()
+            self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
+
     def trigger_transaction_event(self, evse_id: int | None, now: float) -> bool:
         """F06 TriggerMessage TransactionEvent: an Updated event with triggerReason
         Trigger for the EVSE's transaction; ``False`` when it has none."""

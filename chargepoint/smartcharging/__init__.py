@@ -1,0 +1,2 @@
+"""Smart charging (OCPP block K), sans-I/O: charging profiles, their store, the composite
+schedule."""
