@@ -643,6 +643,13 @@ def main() -> int:
     )
     if len(rss_samples) > 2:
         print("service RSS each minute (MB): " + " ".join(f"{v:.1f}" for v in rss_samples))
+        # The first minute brings the first floods: buffers and allocator arenas reach
+        # their high-water marks once. A leak keeps growing after that.
+        growth = rss_end - rss_samples[1]
+        print(
+            f"RSS growth after the first minute: {growth:+.1f} MB "
+            f"(< 5 MB: {'met' if growth < 5.0 else 'NOT met'})"
+        )
     gap_ms = board.max_host_gap_s * 1000
     gap_verdict = "met" if gap_ms <= 150.0 else "NOT met"
     print(f"longest host silence on the board's wire: {gap_ms:.1f} ms (<= 150 ms: {gap_verdict})")

@@ -54,10 +54,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+from chargepoint.ocpp.outbox import format_timestamp
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.power.arbitration import INF, PowerLimits
 from chargepoint.smartcharging.model import (
@@ -83,16 +83,6 @@ __all__ = [
 
 #: Used when the caller does not pass ``max_periods`` (SmartChargingCtrlr.PeriodsPerSchedule).
 DEFAULT_MAX_PERIODS = 1024
-
-
-def format_timestamp(epoch_s: float) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ``, as :func:`chargepoint.ocpp.station.format_timestamp`.
-
-    Kept local: station.py will import this module to answer GetCompositeSchedule,
-    and importing it back would make a cycle (and it is being split).
-    """
-    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

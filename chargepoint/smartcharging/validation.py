@@ -113,6 +113,7 @@ from enum import Enum, StrEnum
 from typing import Any, NoReturn, TypeVar
 
 from chargepoint.errors import RemoteProtocolError
+from chargepoint.ocpp.outbox import format_timestamp as rfc3339_ms
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.smartcharging.model import (
     ChargingProfile,
@@ -234,12 +235,6 @@ def epoch_s_from_rfc3339(text: str) -> float:
     if not 0.0 <= epoch_s <= MAX_EPOCH_S:
         raise ValueError("timestamp before 1970 or after 9999")
     return epoch_s
-
-
-def rfc3339_ms(epoch_s: float) -> str:
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` (as :func:`chargepoint.ocpp.station.format_timestamp`)."""
-    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def rfc3339_us(epoch_s: float) -> str:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,29 +30,12 @@ from chargepoint.smartcharging.validation import (
     ProfileLimits,
     parse_profile,
 )
+from tests.core.ocpp_schemas import assert_schema_valid
 
 V201 = ProtocolVersion.V201
 V21 = ProtocolVersion.V21
 BOTH = (V201, V21)
 Json = dict[str, Any]
-
-
-@cache
-def _validator(version: ProtocolVersion, name: str) -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    spec = importlib.util.find_spec("ocpp")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("ocpp package (schemas) not installed")
-    folder = "v201" if version is V201 else "v21"
-    path = Path(next(iter(spec.submodule_search_locations))) / folder / "schemas" / name
-    if not path.exists():
-        pytest.skip(f"{path} missing")
-    return jsonschema.Draft6Validator(json.loads(path.read_text(encoding="utf-8")))
-
-
-def assert_schema_valid(version: ProtocolVersion, name: str, payload: Json) -> None:
-    errors = [e.message for e in _validator(version, name).iter_errors(payload)]
-    assert not errors, f"{name} ({version.value}) invalid: {errors[:3]}"
 
 
 def make(

@@ -8,11 +8,7 @@ rule is one the schema cannot catch), then expects the documented reasonCode.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import json
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +31,7 @@ from chargepoint.smartcharging.validation import (
     check_install,
     parse_profile,
 )
+from tests.core.ocpp_schemas import assert_schema_valid, schema_errors
 
 V201 = ProtocolVersion.V201
 V21 = ProtocolVersion.V21
@@ -54,25 +51,6 @@ Json = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- schemas
-
-
-@cache
-def _validator(version: ProtocolVersion, name: str) -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    spec = importlib.util.find_spec("ocpp")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("ocpp package (schemas) not installed")
-    folder = "v201" if version is V201 else "v21"
-    path = Path(next(iter(spec.submodule_search_locations))) / folder / "schemas" / name
-    if not path.exists():
-        pytest.skip(f"{path} missing")
-    schema = json.loads(path.read_text(encoding="utf-8"))
-    return jsonschema.Draft6Validator(schema)
-
-
-def assert_schema_valid(version: ProtocolVersion, name: str, payload: Json) -> None:
-    errors = [e.message for e in _validator(version, name).iter_errors(payload)]
-    assert not errors, f"{name} ({version.value}) invalid: {errors[:3]}"
 
 
 # --------------------------------------------------------------------------- builders
@@ -779,7 +757,7 @@ def test_hostile_values_are_rejected_cleanly(
 def test_schema_invalid_requests_are_rejected(
     version: ProtocolVersion, req: Json, code: ReasonCode
 ) -> None:
-    assert list(_validator(version, "SetChargingProfileRequest.json").iter_errors(req))
+    assert schema_errors(version, "SetChargingProfileRequest.json", req)
     with pytest.raises(ProfileRejected) as caught:
         parse(copy.deepcopy(req), version)
     assert caught.value.reason_code == code, caught.value.detail
