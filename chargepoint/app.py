@@ -403,6 +403,8 @@ class Station:
             v2g=self.v2g,  # filled as the V2G servers are built; read per command
         )
         self.listeners.append(bridge.listener)
+        for server in self.v2g.values():
+            server.listeners.append(bridge.v2g_action)
         bridge.start()
         return bridge
 
@@ -684,6 +686,7 @@ class Station:
         stats = server.stats
         sel = session.selection
         stage = server.runner.last_power_stage
+        asked = session.last_power
         return {
             "state": session.state.value,
             "port": server.bound_port,
@@ -698,6 +701,9 @@ class Station:
             "evse_voltage_v": None if stage is None else stage.voltage_v,
             "evse_current_a": None if stage is None else stage.current_a,
             "setpoint_w": server.arbiter.setpoint_w,
+            # what the session last asked of the power path (the stage then ramps)
+            "commanded_current_a": None if asked is None else asked.current_a,
+            "commanded_power_w": None if asked is None else asked.power_w,
             "sessions": stats.sessions,
             "last_end": stats.last_end,
         }

@@ -789,6 +789,9 @@ class Iso15118Config(_Model):
     charge_loop_timeout_s: Annotated[Float, Field(gt=0, le=10)] = 0.5
     sequence_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 60.0
     communication_setup_timeout_s: Annotated[Float, Field(gt=0, le=600)] = 20.0
+    # With a CSMS: hold ScheduleExchange Ongoing this long for the TxProfile that
+    # answers NotifyEVChargingNeeds (OCPP K15); 0: never wait. The EV gives up at 60 s.
+    csms_schedule_wait_s: Annotated[Float, Field(ge=0, le=50)] = 20.0
     # ISO 15118-3 after a failed session: X1 pause, then 5 % again, this many times
     retries: Annotated[Int, Field(ge=0, le=10)] = 3
     # AC only: after the retries, offer IEC 61851-1 basic charging (PWM current)

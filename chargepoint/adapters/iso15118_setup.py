@@ -77,6 +77,8 @@ def secc_settings(config: Config, evse: EvseConfig, caps: PowerStageCapabilities
         isolation_fault_ohm=config.safety.isolation_fault_ohm,  # the session's view of
         isolation_warning_ohm=config.safety.isolation_warning_ohm,  # IEC 61851-23 6.3.1.105
         meter_id=f"{config.station.id}-{evse.id}",
+        # OCPP K15: only a station with a CSMS has a schedule to wait for
+        csms_schedule_wait_s=cfg.csms_schedule_wait_s if config.csms is not None else 0.0,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +36,19 @@ from chargepoint.evse.events import (
 )
 from chargepoint.evse.session import SessionSummary
 from chargepoint.iec61851.evse_state import EvseState
+from chargepoint.iso15118.secc.actions import Action as SeccAction
+from chargepoint.iso15118.secc.actions import EvNeeds, EvScheduleChosen
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station import StationIdentity
 from chargepoint.ocpp.station_io import (
     ChargingLimit,
+    ChargingNeedsAnswer,
     ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
+    EvChargingNeeds,
+    EvChargingSchedule,
+    EvSchedulePeriod,
     EvseActivity,
     EvseRating,
     FaultCleared,
@@ -58,7 +65,8 @@ from chargepoint.ocpp.station_io import (
     StoppedReason,
     UnlockConnector,
 )
-from chargepoint.power.arbitration import INF, PowerLimits
+from chargepoint.power.arbitration import CSMS_SOURCE, INF, PowerLimits
+from chargepoint.power.grid_schedule import GridSchedule, GridStep
 from hal.meter import MeterReading
 
 if TYPE_CHECKING:
@@ -207,6 +215,16 @@ class OcppBridge:
             case _:
                 pass
 
+    def v2g_action(self, evse_id: int, action: SeccAction) -> None:
+        """What an ISO 15118-20 session reports for the CSMS (K15: needs, schedule)."""
+        match action:
+            case EvNeeds():
+                self.client.submit(_needs_event(evse_id, action, time.time()))
+            case EvScheduleChosen():
+                self.client.submit(_schedule_event(evse_id, action))
+            case _:
+                pass
+
     def _activity(self, evse_id: int) -> None:
         """Send the EVSE's transaction snapshot when it changed (E01/E06 start/stop points)."""
         runner, tx = self.runners[evse_id], self._tx[evse_id]
@@ -320,6 +338,11 @@ class OcppBridge:
                 await self.runners[evse_id].submit(StopCharging("unlock"))
             case ChargingLimit(evse_id=evse_id) if evse_id in self.runners:
                 await self._apply_limit(command)
+            case ChargingNeedsAnswer(evse_id=evse_id, status=status):
+                server = self._v2g.get(evse_id)
+                if server is not None:
+                    # K15: Accepted/Processing: a TxProfile follows; else offer what is known
+                    await server.csms_needs_answered(status in ("Accepted", "Processing"))
 
     async def _apply_limit(self, limit: ChargingLimit) -> None:
         """The composite schedule's limit reaches the power path: the PWM offer (IEC
@@ -333,8 +356,9 @@ class OcppBridge:
             await runner.submit(SetCurrentLimit(current))
         server = self._v2g.get(limit.evse_id)
         if server is not None:
+            server.arbiter.grid = _grid(limit)
             server.arbiter.set_source(
-                "csms",
+                CSMS_SOURCE,
                 PowerLimits(
                     max_charge_power_w=INF if limit.power_w is None else limit.power_w,
                     max_discharge_power_w=(
@@ -369,4 +393,61 @@ def _flags(a: EvseActivity) -> tuple[object, ...]:
         a.stopped_reason,
         a.remote_start_id,
         a.charging_state,
+    )
+
+
+def _grid(limit: ChargingLimit) -> GridSchedule:
+    """The CSMS's limits ahead for the session's Scheduled-mode offer (W)."""
+    return GridSchedule(
+        tuple(
+            GridStep(
+                p.start_utc_s,
+                INF if p.power_w is None else p.power_w,
+                INF if p.discharge_power_w is None else p.discharge_power_w,
+            )
+            for p in limit.schedule
+        )
+    )
+
+
+def _needs_event(evse_id: int, needs: EvNeeds, utc_now: float) -> EvChargingNeeds:
+    departure = needs.departure_time_s
+    return EvChargingNeeds(
+        evse_id=evse_id,
+        dc=needs.dc,
+        bpt=needs.bpt,
+        control_mode=needs.control_mode,
+        departure_time_utc_s=None if departure is None else utc_now + departure,
+        target_energy_wh=needs.target_energy_wh,
+        min_energy_wh=needs.min_energy_wh,
+        max_energy_wh=needs.max_energy_wh,
+        target_soc_pct=needs.target_soc_pct,
+        max_charge_power_w=needs.max_charge_power_w,
+        min_charge_power_w=needs.min_charge_power_w,
+        max_charge_current_a=needs.max_charge_current_a,
+        min_charge_current_a=needs.min_charge_current_a,
+        max_voltage_v=needs.max_voltage_v,
+        min_voltage_v=needs.min_voltage_v,
+        max_discharge_power_w=needs.max_discharge_power_w,
+        min_discharge_power_w=needs.min_discharge_power_w,
+        max_discharge_current_a=needs.max_discharge_current_a,
+        min_discharge_current_a=needs.min_discharge_current_a,
+        max_schedule_tuples=needs.max_schedule_tuples,
+    )
+
+
+def _schedule_event(evse_id: int, chosen: EvScheduleChosen) -> EvChargingSchedule:
+    discharge = chosen.discharge_limits_w
+    return EvChargingSchedule(
+        evse_id=evse_id,
+        time_base_utc_s=float(chosen.time_anchor_s),
+        tuple_id=chosen.tuple_id,
+        periods=tuple(
+            EvSchedulePeriod(
+                start_s=start,
+                limit_w=max(0.0, power),
+                discharge_limit_w=discharge[i] if i < len(discharge) else None,
+            )
+            for i, (start, power) in enumerate(chosen.periods)
+        ),
     )

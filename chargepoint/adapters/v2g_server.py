@@ -49,6 +49,7 @@ from chargepoint.iso15118.secc.actions import (
 from chargepoint.iso15118.secc.events import (
     ConnectionLost,
     ConnectionOpened,
+    CsmsNeedsAnswered,
     DataReceived,
     EvseChanged,
     EvseView,
@@ -56,7 +57,7 @@ from chargepoint.iso15118.secc.events import (
     StopRequested,
 )
 from chargepoint.iso15118.secc.session import SeccSession
-from chargepoint.power.arbitration import Arbiter
+from chargepoint.power.arbitration import CSMS_SOURCE, Arbiter
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,17 @@ class V2gServer:
         await self._feed(self._limits_event())
 
     def _limits_event(self) -> LimitsChanged:
-        return LimitsChanged(self.arbiter.effective(bpt=True), self.arbiter.setpoint_w)
+        arbiter = self.arbiter
+        return LimitsChanged(
+            arbiter.effective(bpt=True),
+            arbiter.setpoint_w,
+            grid=arbiter.grid,
+            base=arbiter.effective(bpt=True, without=(CSMS_SOURCE,)),
+        )
+
+    async def csms_needs_answered(self, schedule_coming: bool) -> None:
+        """The CSMS's answer to the EV's needs (OCPP K15): wait for its TxProfile or not."""
+        await self._feed(CsmsNeedsAnswered(schedule_coming))
 
     async def stop_requested(self, reason: str) -> None:
         await self._feed(StopRequested(reason))

@@ -182,6 +182,57 @@ class SecurityEventOccurred:
     tech_info: str = ""
 
 
+@dataclass(frozen=True)
+class EvChargingNeeds:
+    """An ISO 15118-20 car's charging needs, after ScheduleExchangeReq (OCPP K15/K17:
+    NotifyEVChargingNeeds).  Magnitudes from the EV's ChargeParameterDiscovery and
+    ScheduleExchange requests; ``None`` where the EV did not say.  ``bpt``: a
+    bidirectional service was selected (discharge fields then apply)."""
+
+    evse_id: int
+    dc: bool
+    bpt: bool
+    control_mode: str  # "scheduled" | "dynamic"
+    departure_time_utc_s: float | None = None
+    target_energy_wh: float | None = None
+    min_energy_wh: float | None = None
+    max_energy_wh: float | None = None
+    target_soc_pct: int | None = None
+    present_soc_pct: int | None = None
+    max_charge_power_w: float | None = None
+    min_charge_power_w: float | None = None
+    max_charge_current_a: float | None = None
+    min_charge_current_a: float | None = None
+    max_voltage_v: float | None = None
+    min_voltage_v: float | None = None
+    max_discharge_power_w: float | None = None
+    min_discharge_power_w: float | None = None
+    max_discharge_current_a: float | None = None
+    min_discharge_current_a: float | None = None
+    phases: int | None = None  # AC: phases the session uses
+    max_schedule_tuples: int | None = None
+
+
+@dataclass(frozen=True)
+class EvSchedulePeriod:
+    """One period of the schedule the EV picked: from ``start_s`` after the time base."""
+
+    start_s: int
+    limit_w: float  # charging power limit (>= 0)
+    discharge_limit_w: float | None = None  # magnitude the EV may feed back (V2X)
+
+
+@dataclass(frozen=True)
+class EvChargingSchedule:
+    """The ScheduleTuple an ISO 15118-20 car picked in PowerDelivery(Start) (OCPP K15/K16:
+    NotifyEVChargingSchedule)."""
+
+    evse_id: int
+    time_base_utc_s: float
+    tuple_id: int
+    periods: tuple[EvSchedulePeriod, ...]
+
+
 StationEvent = (
     ConnectorStatusChanged
     | MeterSample
@@ -191,6 +242,8 @@ StationEvent = (
     | FaultRaised
     | FaultCleared
     | SecurityEventOccurred
+    | EvChargingNeeds
+    | EvChargingSchedule
 )
 
 
@@ -253,8 +306,40 @@ class ChargingLimit:
     power_w: float | None
     discharge_power_w: float | None = None
     number_phases: int | None = None
+    #: the composite schedule ahead, in W (what an ISO 15118-20 Scheduled session
+    #: offers); recomputed when the profiles or the transaction change, not at
+    #: every period boundary.  Empty: no profile limits this EVSE.
+    schedule: tuple[SchedulePeriodW, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchedulePeriodW:
+    """From ``start_utc_s`` on (to the next period's start), at most ``power_w``
+    to the EV and ``discharge_power_w`` from it; ``None``: not limited."""
+
+    start_utc_s: float
+    power_w: float | None
+    discharge_power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class ChargingNeedsAnswer:
+    """The CSMS's answer to NotifyEVChargingNeeds (K15): ``status`` is the
+    NotifyEVChargingNeedsStatusEnumType value (Accepted, Rejected, Processing,
+    2.1 NoChargingProfile), or "NotSent" when it could not be asked (offline,
+    smart charging disabled, CALLERROR, timeout).  Accepted/Processing: a
+    TxProfile is coming, so the SECC may hold ScheduleExchange Ongoing for it."""
+
+    evse_id: int
+    status: str
 
 
 StationCommand = (
-    RemoteStart | RemoteStop | SetAvailability | ResetRequested | UnlockConnector | ChargingLimit
+    RemoteStart
+    | RemoteStop
+    | SetAvailability
+    | ResetRequested
+    | UnlockConnector
+    | ChargingLimit
+    | ChargingNeedsAnswer
 )

@@ -21,7 +21,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from chargepoint.power.grid_schedule import NO_SCHEDULE, GridSchedule
+
 INF = math.inf
+CSMS_SOURCE = "csms"  # the limit the CSMS's composite schedule puts in force now
 
 
 def discharge_magnitude(value: float) -> float:
@@ -133,6 +136,8 @@ class Arbiter:
 
     sources: dict[str, PowerLimits] = field(default_factory=dict)
     setpoint_w: float | None = None
+    #: the CSMS's limits ahead (its ``csms`` source is the one in force now)
+    grid: GridSchedule = NO_SCHEDULE
 
     def set_source(self, name: str, limits: PowerLimits | None) -> None:
         if limits is None:
@@ -145,11 +150,13 @@ class Arbiter:
             raise ValueError(f"setpoint must be finite, got {power_w!r}")
         self.setpoint_w = power_w
 
-    def effective(self, *, bpt: bool) -> PowerLimits:
-        """Every source combined; no discharge at all unless a BPT service was selected."""
+    def effective(self, *, bpt: bool, without: tuple[str, ...] = ()) -> PowerLimits:
+        """Every source (but those named in ``without``) combined; no discharge at all
+        unless a BPT service was selected."""
         limits = NO_LIMITS
-        for source in self.sources.values():
-            limits = limits.combine(source)
+        for name, source in self.sources.items():
+            if name not in without:
+                limits = limits.combine(source)
         if not bpt:
             limits = limits.combine(NO_DISCHARGE)
         return limits

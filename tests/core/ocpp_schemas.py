@@ -14,9 +14,8 @@ import pytest
 from chargepoint.ocpp.rpc import ProtocolVersion
 
 
-@cache
-def _validator(version: ProtocolVersion, name: str) -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
+def schema_path(version: ProtocolVersion, name: str) -> Path:
+    """The schema file ``name`` of ``version`` (skips the test where it is missing)."""
     spec = importlib.util.find_spec("ocpp")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("ocpp package (schemas) not installed")
@@ -24,6 +23,13 @@ def _validator(version: ProtocolVersion, name: str) -> Any:
     path = Path(next(iter(spec.submodule_search_locations))) / folder / "schemas" / name
     if not path.exists():
         pytest.skip(f"{path} missing")
+    return path
+
+
+@cache
+def _validator(version: ProtocolVersion, name: str) -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    path = schema_path(version, name)
     return jsonschema.Draft6Validator(json.loads(path.read_text(encoding="utf-8")))
 
 

@@ -13,6 +13,7 @@ from chargepoint.app import Station
 from chargepoint.config import parse_config
 from tests.e2e.conftest import SIM_TOML, Client, stop_station
 from tests.ocpp.csms import Csms
+from tests.ocpp.strict import assert_strictly_valid
 
 
 def csms_config(tmp_path: Path, port: int) -> str:
@@ -32,6 +33,7 @@ def csms_config(tmp_path: Path, port: int) -> str:
 async def csms() -> AsyncIterator[Csms]:
     async with Csms() as server:
         yield server
+        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 @pytest.fixture

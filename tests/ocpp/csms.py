@@ -108,6 +108,14 @@ class _Handlers:
         status = self.csms.authorize_answers.get(kwargs["id_token"]["id_token"], "Invalid")
         return self._result("Authorize")(id_token_info={"status": status})
 
+    @on("NotifyEVChargingNeeds")
+    def on_ev_charging_needs(self, **kwargs: Any) -> Any:
+        return self._result("NotifyEVChargingNeeds")(status=self.csms.charging_needs_answer)
+
+    @on("NotifyEVChargingSchedule")
+    def on_ev_charging_schedule(self, **kwargs: Any) -> Any:
+        return self._result("NotifyEVChargingSchedule")(status="Accepted")
+
     def _result(self, action: str) -> Any:
         module: Any = self._call_result  # type: ignore[attr-defined]
         return getattr(module, action)
@@ -139,6 +147,8 @@ class Csms:
         self.refuse_with: HTTPStatus | None = None
         #: idToken -> AuthorizationStatus the CSMS answers (Invalid otherwise)
         self.authorize_answers: dict[str, str] = {}
+        #: NotifyEVChargingNeedsResponse.status (K15)
+        self.charging_needs_answer = "Accepted"
         self.frames: list[tuple[str, Any]] = []
         self.requests: list[Request] = []
         self.boots = 0

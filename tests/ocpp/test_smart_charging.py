@@ -13,6 +13,7 @@ from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station_io import (
     ChargingLimit,
     IdToken,
+    SchedulePeriodW,
     SessionEnded,
     SessionStarted,
     StoppedReason,
@@ -92,7 +93,12 @@ def test_a_station_max_profile_limits_every_evse_at_once() -> None:
     assert set_profile(h, 0, profile(1, 10.0)) == {"status": "Accepted"}
     applied = limits(h)
     assert applied[1] == ChargingLimit(
-        1, current_a=10.0, power_w=10.0 * 230 * 3, number_phases=None
+        1,
+        current_a=10.0,
+        power_w=10.0 * 230 * 3,
+        number_phases=None,
+        # the schedule ahead, from now (00:00:10Z after the boot answer's clock)
+        schedule=(SchedulePeriodW(1767225610, 10.0 * 230 * 3),),
     )
     assert applied[2].current_a == 10.0
 

@@ -86,6 +86,44 @@ class EvReport:
 
 
 @dataclass(frozen=True, slots=True)
+class EvNeeds:
+    """The EV's charging needs, once per schedule negotiation (for OCPP K15/K17
+    NotifyEVChargingNeeds).  Magnitudes; ``None`` where the EV did not say."""
+
+    dc: bool
+    bpt: bool
+    control_mode: str  # "scheduled" | "dynamic"
+    departure_time_s: int | None  # seconds from now
+    target_energy_wh: float | None
+    min_energy_wh: float | None
+    max_energy_wh: float | None
+    target_soc_pct: int | None
+    max_charge_power_w: float | None
+    min_charge_power_w: float | None
+    max_charge_current_a: float | None
+    min_charge_current_a: float | None
+    max_voltage_v: float | None
+    min_voltage_v: float | None
+    max_discharge_power_w: float | None
+    min_discharge_power_w: float | None
+    max_discharge_current_a: float | None
+    min_discharge_current_a: float | None
+    max_schedule_tuples: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvScheduleChosen:
+    """The schedule the EV set out in PowerDelivery(Start) (OCPP K15/K16
+    NotifyEVChargingSchedule): its EVPowerProfile entries if it sent them, else the
+    picked tuple's.  ``periods``: (offset_s from the time anchor, signed power W)."""
+
+    tuple_id: int
+    time_anchor_s: int  # Unix time
+    periods: tuple[tuple[int, float], ...]
+    discharge_limits_w: tuple[float, ...] = ()  # per period, magnitudes (BPT tuples)
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     reason: str
     failed: bool  # True: a FAILED response, a timeout, a fault or a lost connection
@@ -100,5 +138,7 @@ Action = (
     | RequestIsolationMonitor
     | SessionNotice
     | EvReport
+    | EvNeeds
+    | EvScheduleChosen
     | SessionEnded
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from chargepoint.iec61851.cp_state import CpState
 from chargepoint.power.arbitration import PowerLimits
+from chargepoint.power.grid_schedule import NO_SCHEDULE, GridSchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,20 @@ class LimitsChanged:
 
     limits: PowerLimits
     setpoint_w: float | None = None  # requested operating point (Dynamic mode), signed
+    #: the CSMS's limits ahead (Scheduled mode offers them as ScheduleTuples)
+    grid: GridSchedule = NO_SCHEDULE
+    #: ``limits`` without the CSMS's limit in force now (``grid`` shapes the offer
+    #: from these); None: the same as ``limits``
+    base: PowerLimits | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CsmsNeedsAnswered:
+    """The CSMS answered (or could not be asked about) the EV's charging needs (OCPP
+    K15): ``schedule_coming`` when it said Accepted/Processing and its TxProfile is
+    awaited; the session holds ScheduleExchange Ongoing for it, within its bound."""
+
+    schedule_coming: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,5 +88,11 @@ class StopRequested:
 
 
 Event = (
-    ConnectionOpened | DataReceived | ConnectionLost | EvseChanged | LimitsChanged | StopRequested
+    ConnectionOpened
+    | DataReceived
+    | ConnectionLost
+    | EvseChanged
+    | LimitsChanged
+    | StopRequested
+    | CsmsNeedsAnswered
 )

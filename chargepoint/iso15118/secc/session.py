@@ -43,6 +43,7 @@ from chargepoint.iso15118.secc.actions import (
     Action,
     CloseConnection,
     EvReport,
+    EvScheduleChosen,
     PowerPhase,
     RequestContactors,
     RequestIsolationMonitor,
@@ -54,6 +55,7 @@ from chargepoint.iso15118.secc.actions import (
 from chargepoint.iso15118.secc.events import (
     ConnectionLost,
     ConnectionOpened,
+    CsmsNeedsAnswered,
     DataReceived,
     Event,
     EvseChanged,
@@ -61,6 +63,7 @@ from chargepoint.iso15118.secc.events import (
     LimitsChanged,
     StopRequested,
 )
+from chargepoint.iso15118.secc.needs import CpdMode, ev_needs
 from chargepoint.iso15118.secc.numbers import RemoteValueError, from_rational, optional, to_rational
 from chargepoint.iso15118.secc.responses import failure
 from chargepoint.iso15118.secc.services import (
@@ -90,6 +93,7 @@ from chargepoint.iso15118.v2gtp import (
     encode_frame,
 )
 from chargepoint.power.arbitration import NO_LIMITS, PowerLimits, discharge_magnitude
+from chargepoint.power.grid_schedule import NO_SCHEDULE, GridSchedule
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,8 @@ class SeccSession:
         self._out: list[Action] = []
         self._view = EvseView()
         self._limits = NO_LIMITS
+        self._base: PowerLimits | None = None  # _limits without the CSMS's limit now
+        self._grid: GridSchedule = NO_SCHEDULE  # the CSMS's limits ahead
         self._setpoint_w: float | None = None
         self._framer: V2gtpFramer | None = None
         self._unix_time = 0.0
@@ -195,6 +201,13 @@ class SeccSession:
         self._tuples: list[schedules.OfferedTuple] = []
         self._tuple: schedules.OfferedTuple | None = None
         self._renegotiating = False
+        self._cpd_mode: CpdMode | None = None
+        self._exchange_open = False  # a ScheduleExchange (maybe Ongoing) is under way
+        self._awaiting_csms_until: float | None = None  # holding Ongoing for the CSMS
+        self._grid_at_needs: GridSchedule = NO_SCHEDULE
+        self._offered_grid: GridSchedule = NO_SCHEDULE  # what the offered tuples follow
+        self._renegotiation_asked_at: float | None = None
+        self._evse_renegotiation = False  # the renegotiation under way is ours
         self._standby = False
         self._stop_reason: str | None = None
         self._deadline: float | None = None
@@ -317,9 +330,14 @@ class SeccSession:
                 self._on_lost(detail or "connection lost", now)
             case EvseChanged(view=view):
                 self._on_evse(view, now)
-            case LimitsChanged(limits=limits, setpoint_w=setpoint):
+            case LimitsChanged(limits=limits, setpoint_w=setpoint, grid=grid, base=base):
                 self._limits = limits
                 self._setpoint_w = setpoint
+                self._grid = grid
+                self._base = base
+            case CsmsNeedsAnswered(schedule_coming=coming):
+                if not coming or not self._grid.same_from(self._grid_at_needs, self._unix_time):
+                    self._awaiting_csms_until = None  # nothing to wait for, or it came
             case StopRequested(reason=reason):
                 self._on_stop_requested(reason, now)
         return self._flush()
@@ -654,6 +672,7 @@ class SeccSession:
                 f"EV voltage range {ev.min_voltage_v}-{ev.max_voltage_v} V outside the EVSE's",
             )
         self._ev = ev
+        self._cpd_mode = mode
         lim = self._effective()
         r = to_rational
         common = {
@@ -710,6 +729,7 @@ class SeccSession:
             max_discharge_power_w=max_discharge,
             max_discharge_current_a=math.inf,
         )
+        self._cpd_mode = mode
         lim = self._effective()
         r = to_rational
         common = {
@@ -742,37 +762,54 @@ class SeccSession:
         scheduled = req.scheduled_se_req_control_mode
         if (sel.control_mode == "dynamic") != (dynamic is not None):
             raise _RequestRejected(_R.FAILED_WrongChargeParameter, "control mode mismatch")
+        if not self._exchange_open:
+            self._exchange_open = True
+            self._report_needs(req, sel, now)
+        # OCPP K15: while the CSMS's TxProfile for these needs is on its way the EV
+        # repeats the request, answered Ongoing (FACTS.md "Session sequence"); the
+        # control-mode element is mandatory either way (XSD choice 1..1)
+        waiting = self._awaiting_csms(now)
+        processing = m.Processing.Ongoing if waiting else m.Processing.Finished
+        if not waiting:
+            self._exchange_open = False
+            self._evse_renegotiation = False
         if dynamic is not None:
             self._departure_s = dynamic.departure_time
             self._ev_target_soc = dynamic.target_soc
             self._send_response(
                 m.ScheduleExchangeRes,
                 _R.OK,
-                evse_processing=m.Processing.Finished,
+                evse_processing=processing,
                 dynamic_se_res_control_mode=m.Dynamic_SEResControlMode(),
             )
         else:
             if scheduled is not None:
                 self._departure_s = scheduled.departure_time
-            lim = self._effective()
+            base = self._effective(without_csms=True)
             self._tuples = schedules.offer(
                 self.settings,
                 PowerLimits(
-                    max_charge_power_w=_finite(lim.max_charge_power_w),
-                    max_discharge_power_w=_finite(lim.max_discharge_power_w),
-                    discharge_allowed=lim.may_discharge,
+                    max_charge_power_w=_finite(base.max_charge_power_w),
+                    max_discharge_power_w=_finite(base.max_discharge_power_w),
+                    discharge_allowed=base.may_discharge,
                 ),
                 bpt=sel.bpt,
                 unix_time_s=int(self._unix_time),
+                grid=self._grid,
+                max_entries=req.maximum_supporting_points,
             )
+            self._offered_grid = self._grid
             self._send_response(
                 m.ScheduleExchangeRes,
                 _R.OK,
-                evse_processing=m.Processing.Finished,
+                evse_processing=processing,
                 scheduled_se_res_control_mode=schedules.to_message(
                     self.settings, self._tuples, bpt=sel.bpt
                 ),
             )
+        if waiting:
+            self._next_request(now)
+            return
         if self._renegotiating:
             self._renegotiating = False
             self.schedule_renegotiated()
@@ -781,6 +818,38 @@ class SeccSession:
         else:
             self.schedule_agreed_ac()
         self._next_request(now)
+
+    def _report_needs(self, req: m.ScheduleExchangeReq, sel: Selection, now: float) -> None:
+        """OCPP K15/K17: the EV's needs go to the CSMS once per negotiation (not when we
+        asked for the renegotiation ourselves: K16, the CSMS's schedule is known)."""
+        if self._cpd_mode is None or self._evse_renegotiation:
+            return
+        try:
+            needs = ev_needs(
+                self._cpd_mode, req, dc=sel.dc, bpt=sel.bpt, control_mode=sel.control_mode
+            )
+        except RemoteValueError as exc:  # an optional report: charging goes on
+            self._notice("ev_needs_unusable", str(exc))
+            return
+        self._emit(needs)
+        self._grid_at_needs = self._grid
+        # Only an offer of ScheduleTuples needs the CSMS's TxProfile first; in Dynamic
+        # mode its limits reach every ChargeLoopRes whenever they come
+        wait = self.settings.csms_schedule_wait_s if sel.control_mode == "scheduled" else 0.0
+        self._awaiting_csms_until = now + wait if wait > 0.0 else None
+
+    def _awaiting_csms(self, now: float) -> bool:
+        until = self._awaiting_csms_until
+        if until is None:
+            return False
+        if now >= until or not self._grid.same_from(self._grid_at_needs, self._unix_time):
+            if now >= until:
+                self._notice(
+                    "csms_schedule_late", "no TxProfile in time; offering the limits known"
+                )
+            self._awaiting_csms_until = None
+            return False
+        return True
 
     # -- DC: cable check and pre-charge -----------------------------------------------------
     def _on_cable_check(self, req: m.DC_CableCheckReq, now: float) -> None:
@@ -912,6 +981,8 @@ class SeccSession:
                 self._send_response(m.PowerDeliveryRes, _R.OK)
             else:  # ScheduleRenegotiation: no energy until the schedule is agreed again
                 self._renegotiating = True
+                self._evse_renegotiation = self._renegotiation_asked_at is not None
+                self._renegotiation_asked_at = None
                 self._request_power(PowerPhase.ENERGY, self._present_v(), 0.0, 0.0)
                 self._send_response(m.PowerDeliveryRes, _R.OK)
                 self.renegotiate()
@@ -941,6 +1012,8 @@ class SeccSession:
                 )
             if chosen is not None:
                 self._tuple = chosen
+                if req.ev_processing is m.Processing.Finished:
+                    self._emit(_chosen_schedule(chosen, req.ev_power_profile))
         if req.ev_processing is not m.Processing.Finished:
             self._send_response(m.PowerDeliveryRes, _R.OK)  # the EV repeats when ready
             self._next_request(now)
@@ -1220,14 +1293,43 @@ class SeccSession:
 
     def _loop_status(self) -> m.EVSEStatus | None:
         """EVSE-initiated end: EVSENotification Terminate in every loop response until
-        the EV sends PowerDelivery(Stop) (within NotificationMaxDelay, else we end it)."""
-        if self._stop_reason is None:
+        the EV sends PowerDelivery(Stop) (within NotificationMaxDelay, else we end it).
+        A CSMS schedule that changed since the tuples were offered: ScheduleRenegotiation
+        (OCPP K16), until the EV renegotiates or NotificationMaxDelay has passed; the
+        CSMS's limit in force is applied to every loop meanwhile anyway."""
+        if self._stop_reason is not None:
+            if self._terminate_by is None:
+                self._terminate_by = self._now + TERMINATE_MAX_DELAY_S + TERMINATE_GRACE_S
+            return m.EVSEStatus(
+                notification_max_delay=TERMINATE_MAX_DELAY_S,
+                evse_notification=m.EvseNotification.Terminate,
+            )
+        if not self._schedule_outdated():
+            self._renegotiation_asked_at = None
             return None
-        if self._terminate_by is None:
-            self._terminate_by = self._now + TERMINATE_MAX_DELAY_S + TERMINATE_GRACE_S
+        delay = self.settings.renegotiation_max_delay_s
+        asked = self._renegotiation_asked_at
+        if asked is None:
+            self._renegotiation_asked_at = asked = self._now
+            self._notice("schedule_renegotiation", "the CSMS's schedule changed; asking the EV")
+        elif self._now - asked > delay + TERMINATE_GRACE_S:
+            self._notice("schedule_renegotiation", "the EV did not renegotiate; limits still apply")
+            self._offered_grid = self._grid
+            self._renegotiation_asked_at = None
+            return None
         return m.EVSEStatus(
-            notification_max_delay=TERMINATE_MAX_DELAY_S,
-            evse_notification=m.EvseNotification.Terminate,
+            notification_max_delay=delay,
+            evse_notification=m.EvseNotification.ScheduleRenegotiation,
+        )
+
+    def _schedule_outdated(self) -> bool:
+        sel = self._selection
+        return (
+            sel is not None
+            and sel.control_mode == "scheduled"
+            and self._tuple is not None
+            and not self._standby
+            and not self._grid.same_from(self._offered_grid, self._unix_time)
         )
 
     def _meter_info(self) -> m.MeterInfo:
@@ -1349,9 +1451,9 @@ class SeccSession:
             raise _RequestRejected(_R.FAILED_NoEnergyTransferServiceSelected, "no service selected")
         return self._selection
 
-    def _effective(self) -> PowerLimits:
+    def _effective(self, *, without_csms: bool = False) -> PowerLimits:
         sel = self._selection
-        limits = self._limits
+        limits = self._base if without_csms and self._base is not None else self._limits
         if sel is None or not sel.bpt:
             limits = limits.combine(PowerLimits(max_discharge_power_w=0.0,
                                                 max_discharge_current_a=0.0,
@@ -1472,3 +1574,28 @@ _ENERGY_STATES = (_S.CABLE_CHECK, _S.PRE_CHARGE, _S.POWER_DELIVERY, _S.CHARGE_LO
 def _finite(value: float, fallback: float = 0.0) -> float:
     """Limits are ``inf`` when no source bounds them; messages need numbers."""
     return value if math.isfinite(value) else fallback
+
+
+def _chosen_schedule(
+    chosen: schedules.OfferedTuple, profile: m.EVPowerProfile | None
+) -> EvScheduleChosen:
+    """The EV's own EVPowerProfile if it sent entries, else the tuple it picked."""
+    entries = None if profile is None else profile.ev_power_profile_entries
+    if profile is not None and entries is not None and entries.ev_power_profile_entry:
+        periods: list[tuple[int, float]] = []
+        offset = 0
+        for entry in entries.ev_power_profile_entry:
+            try:
+                power = from_rational(entry.power, "EVPowerProfileEntries.Power")
+            except RemoteValueError:
+                break  # a report only: keep what was usable
+            periods.append((offset, power))
+            offset += entry.duration
+        if periods:
+            return EvScheduleChosen(chosen.tuple_id, profile.time_anchor, tuple(periods))
+    return EvScheduleChosen(
+        chosen.tuple_id,
+        chosen.time_anchor_s,
+        tuple((p.offset_s, p.charge_power_w) for p in chosen.pieces),
+        tuple(p.discharge_power_w for p in chosen.pieces) if chosen.discharges else (),
+    )

@@ -68,12 +68,21 @@ class SeccSettings:
     # Scheduled BPT: a discharge window offered in the second tuple
     discharge_window_s: int = 3_600
     allow_pause: bool = True
+    # OCPP K15: hold ScheduleExchange Ongoing this long for the CSMS's TxProfile
+    # after NotifyEVChargingNeeds (0: no CSMS; well below the EV's 60 s Ongoing timer)
+    csms_schedule_wait_s: float = 0.0
+    # EVSENotification ScheduleRenegotiation: NotificationMaxDelay (s) given to the EV
+    renegotiation_max_delay_s: int = 10
     service_renegotiation: bool = True
     meter_id: str = "SIM-METER"
 
     def __post_init__(self) -> None:
         if not self.services:
             raise ValueError("no energy transfer service offered")
+        if not 0.0 <= self.csms_schedule_wait_s <= 50.0:
+            raise ValueError("csms_schedule_wait_s must be 0..50 s (the EV gives up at 60 s)")
+        if not 1 <= self.renegotiation_max_delay_s <= 60:
+            raise ValueError("renegotiation_max_delay_s must be 1..60 s")
         for mode in self.control_modes:
             if mode not in ("scheduled", "dynamic"):
                 raise ValueError(f"unknown control mode {mode!r}")

@@ -18,6 +18,18 @@ TxDefaultProfile applies to a transaction started offline (K01, offline
 behaviour).  A change of the limit beyond SmartChargingCtrlr.LimitChangeSignificance
 during a transaction is reported with a TransactionEvent (ChargingRateChanged).
 
+Each ChargingLimit also carries the composite schedule ahead (W, absolute UTC
+starts, :data:`SCHEDULE_HORIZON_S`) for an ISO 15118-20 Scheduled session.  It
+is recomputed only when its inputs change (the profiles that concern the EVSE,
+Enabled, the EVSE's transaction), never by the clock alone, so a period
+boundary changes the limit in force but not the schedule the runtime offered.
+
+An ISO 15118-20 car's charging needs and the schedule it picked go to the CSMS
+as NotifyEVChargingNeeds / NotifyEVChargingSchedule (K15-K17; the payloads are
+:mod:`.ev_charging_needs`): volatile CALLs, only while online with smart
+charging enabled.  The CSMS's answer to the needs goes back to the runtime as
+:class:`ChargingNeedsAnswer` ("NotSent" when it could not be asked).
+
 UTC: profiles are in UTC; ``now`` is monotonic, so the block converts with the
 core's ``utc_offset_s`` and re-checks at least every :data:`RECHECK_S`, so a
 clock correction from the CSMS is followed.
@@ -28,9 +40,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.blocks.ev_charging_needs import (
+    charging_needs_request,
+    charging_schedule_request,
+)
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
 from chargepoint.ocpp.device_model import ComponentKey, VariableKey
 from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox, StoreState
@@ -40,7 +57,15 @@ from chargepoint.ocpp.standard_variables import (
     MAX_STACK_LEVEL,
     PERIODS_PER_SCHEDULE,
 )
-from chargepoint.ocpp.station_io import ChargingLimit, EvseRating, StationEvent
+from chargepoint.ocpp.station_io import (
+    ChargingLimit,
+    ChargingNeedsAnswer,
+    EvChargingNeeds,
+    EvChargingSchedule,
+    EvseRating,
+    SchedulePeriodW,
+    StationEvent,
+)
 from chargepoint.smartcharging.composite import (
     Conversion,
     Limit,
@@ -70,6 +95,15 @@ MAX_COMPOSITE_DURATION_S = 31 * 86_400
 RECHECK_S = 60.0
 #: Profiles per ReportChargingProfilesRequest (K09: split across messages).
 PROFILES_PER_REPORT = 16
+#: How far ahead ``ChargingLimit.schedule`` reaches (ISO 15118-20 schedules
+#: cover at most 24 h).
+SCHEDULE_HORIZON_S = 24 * 3600
+#: The answer to NotifyEVChargingNeeds when the CSMS could not be asked.
+NOT_SENT = "NotSent"
+
+#: What a cached schedule was computed from: (profiles concerning the EVSE,
+#: transactionId, transaction start).
+_ScheduleInputs = tuple[tuple[ChargingProfile, ...], str | None, float | None]
 
 
 def _changed_significantly(old: float | None, new: float | None, percent: float) -> bool:
@@ -105,6 +139,8 @@ class SmartChargingBlock(Block):
         self._applied: dict[int, ChargingLimit] = {
             evse: ChargingLimit(evse, None, None) for evse in evse_ratings
         }
+        #: per EVSE: the schedule ahead and what it was computed from
+        self._schedules: dict[int, tuple[_ScheduleInputs, tuple[SchedulePeriodW, ...]]] = {}
         self._next_check: float | None = None  # None: nothing due by the clock
         self._dirty = True
         self._was_enabled = self._enabled()
@@ -121,6 +157,10 @@ class SmartChargingBlock(Block):
     # ---------------------------------------------------------------- clock and events
     def on_event(self, event: StationEvent, now: float) -> None:
         self._follow_transactions(now)
+        if isinstance(event, EvChargingNeeds):
+            self._notify_needs(event, now)
+        elif isinstance(event, EvChargingSchedule):
+            self._notify_schedule(event, now)
 
     def on_clock(self, now: float) -> None:
         enabled = self._enabled()  # SmartChargingCtrlr.Enabled may be set at any time
@@ -179,7 +219,10 @@ class SmartChargingBlock(Block):
         for evse_id in sorted(self._ratings):
             tx = self._tx.get(evse_id)
             tx_id, tx_start = (tx[0], tx[1]) if tx is not None else (None, None)
-            limit = self._limit_now(profiles, evse_id, utc, tx_id, tx_start)
+            limit = replace(
+                self._limit_now(profiles, evse_id, utc, tx_id, tx_start),
+                schedule=self._schedule_ahead(profiles, evse_id, utc, tx_id, tx_start),
+            )
             previous = self._applied.get(evse_id)
             if limit != previous:
                 self._applied[evse_id] = limit
@@ -235,6 +278,46 @@ class SmartChargingBlock(Block):
             number_phases=None if amps is None else amps.number_phases,
         )
 
+    def _schedule_ahead(
+        self,
+        profiles: list[ChargingProfile],
+        evse_id: int,
+        utc: float,
+        tx_id: str | None,
+        tx_start: float | None,
+    ) -> tuple[SchedulePeriodW, ...]:
+        """The composite schedule from ``utc`` on, in W; the cached one while the
+        profiles concerning ``evse_id`` and its transaction are unchanged."""
+        inputs: _ScheduleInputs = (
+            tuple(p for p in profiles if p.evse_id in (0, evse_id)),
+            tx_id,
+            tx_start,
+        )
+        cached = self._schedules.get(evse_id)
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        schedule: tuple[SchedulePeriodW, ...] = ()
+        if inputs[0]:
+            start = math.floor(utc)
+            composite = composite_schedule(
+                profiles,
+                evse_id,
+                start,
+                SCHEDULE_HORIZON_S,
+                RateUnit.W,
+                conversion=self._conversion(self._rating(evse_id)),
+                tx_start_s=tx_start,
+                transaction_id=tx_id,
+                max_periods=PERIODS_PER_SCHEDULE,
+            )
+            periods = composite.periods
+            if any(p.limit is not None or p.discharge_limit is not None for p in periods):
+                schedule = tuple(
+                    SchedulePeriodW(start + p.start_s, p.limit, p.discharge_limit) for p in periods
+                )
+        self._schedules[evse_id] = (inputs, schedule)
+        return schedule
+
     def _maybe_report_rate(
         self, evse_id: int, old: ChargingLimit, new: ChargingLimit, now: float
     ) -> None:
@@ -248,6 +331,77 @@ class SmartChargingBlock(Block):
         after = new.power_w if dc else new.current_a
         if _changed_significantly(before, after, percent):
             self._transactions.charging_rate_changed(evse_id, now)
+
+    # ------------------------------------------- ISO 15118 charging needs (K15-K17)
+    def _why_not_notify(self, evse_id: int) -> str | None:
+        if evse_id not in self._ratings:
+            return f"unknown EVSE {evse_id}"
+        if not self._enabled():
+            return "SmartChargingCtrlr.Enabled is false"
+        if not self._outbox.online:
+            return "the CSMS is not reachable (offline or not accepted)"
+        return None
+
+    def _answer_needs(self, evse_id: int, status: str) -> None:
+        self._outbox.emit(DeliverCommand(ChargingNeedsAnswer(evse_id, status)))
+
+    def _notify_needs(self, needs: EvChargingNeeds, now: float) -> None:
+        """K15.FR.01 / K17: tell the CSMS what the car needs; its answer
+        (K15.FR.03-05: Accepted, Rejected, Processing; 2.1 NoChargingProfile)
+        goes to the runtime, which decides how long to wait for a profile."""
+        evse_id = needs.evse_id
+        reason = self._why_not_notify(evse_id)
+        if reason is not None:
+            logger.info("NotifyEVChargingNeeds for EVSE %d not sent: %s", evse_id, reason)
+            self._answer_needs(evse_id, NOT_SENT)
+            return
+        payload = charging_needs_request(needs, self._outbox.version, self._rating(evse_id))
+
+        def on_result(answer: JsonObject, now: float) -> None:
+            status = str(answer["status"])
+            info = answer.get("statusInfo") or {}
+            logger.info(
+                "CSMS answered NotifyEVChargingNeeds for EVSE %d: %s %s",
+                evse_id,
+                status,
+                info.get("reasonCode", ""),
+            )
+            self._answer_needs(evse_id, status)
+
+        def on_failure(now: float) -> None:
+            logger.warning("NotifyEVChargingNeeds for EVSE %d got no answer", evse_id)
+            self._answer_needs(evse_id, NOT_SENT)
+
+        self._outbox.send(
+            "NotifyEVChargingNeeds", payload, on_result=on_result, on_failure=on_failure
+        )
+
+    def _notify_schedule(self, schedule: EvChargingSchedule, now: float) -> None:
+        """K15.FR.10 / K17: the schedule the car picked, for the CSMS to check."""
+        evse_id = schedule.evse_id
+        reason = self._why_not_notify(evse_id)
+        if reason is not None:
+            logger.info("NotifyEVChargingSchedule for EVSE %d not sent: %s", evse_id, reason)
+            return
+        payload = charging_schedule_request(schedule, self._outbox.version)
+        if payload is None:
+            return
+
+        def on_result(answer: JsonObject, now: float) -> None:
+            status = answer["status"]
+            if status == "Accepted":
+                logger.info("CSMS accepted the EV charging schedule on EVSE %d", evse_id)
+                return
+            # K15/K16: a Rejected schedule is for the CSMS to act on (it may renegotiate)
+            info = answer.get("statusInfo") or {}
+            logger.warning(
+                "CSMS answered NotifyEVChargingSchedule for EVSE %d: %s %s",
+                evse_id,
+                status,
+                info.get("reasonCode", ""),
+            )
+
+        self._outbox.send("NotifyEVChargingSchedule", payload, on_result=on_result)
 
     # ------------------------------------------------------------------ handlers
     def _limits(self) -> ProfileLimits:

@@ -88,6 +88,7 @@ class CarReport:
     energy_charged_wh: float = 0.0
     energy_discharged_wh: float = 0.0
     loops: int = 0
+    renegotiations: int = 0  # schedule renegotiations completed (EVSE- or car-initiated)
     sessions: int = 0  # connections (a resumed session counts again)
     session_id: str | None = None
     evse_id: str | None = None
@@ -107,6 +108,7 @@ class CarReport:
             "energy_charged_wh": self.energy_charged_wh,
             "energy_discharged_wh": self.energy_discharged_wh,
             "loops": self.loops,
+            "renegotiations": self.renegotiations,
             "sessions": self.sessions,
             "session_id": self.session_id,
             "evse_id": self.evse_id,
@@ -151,6 +153,7 @@ class SimulatedCar:
         # runs once per plug-in, so nothing here may grow across runs.
         self._messages = MessageLog()
         self._loops = 0
+        self._renegotiations = 0
         self._sessions = 0
         self._timeline: list[TimelinePoint] = []
         self._timeline_step_s = timeline_interval_s
@@ -229,6 +232,8 @@ class SimulatedCar:
             "energy_discharged_wh": self._discharged_wh,
             "sessions": self._sessions,
             "loops": self._loops + (0 if session is None else session.loops),
+            "renegotiations": self._renegotiations
+            + (0 if session is None else session.renegotiations),
         }
 
     # ------------------------------------------------------------ sessions
@@ -241,6 +246,7 @@ class SimulatedCar:
         self._discharged_wh = 0.0
         self._messages.clear()
         self._loops = 0
+        self._renegotiations = 0
         self._sessions = 0
         self._timeline = []
         self._timeline_step_s = self.timeline_interval_s
@@ -279,6 +285,7 @@ class SimulatedCar:
             self._messages.extend(session.messages)
             self._messages.dropped += session.messages.dropped
             self._loops += session.loops
+            self._renegotiations += session.renegotiations
             self._last = session
             self._session = None
             if session.result is not None and session.result.reason is EndReason.FAULT_DISAPPEAR:
@@ -486,6 +493,7 @@ class SimulatedCar:
             energy_charged_wh=self._charged_wh,
             energy_discharged_wh=self._discharged_wh,
             loops=self._loops,
+            renegotiations=self._renegotiations,
             sessions=self._sessions,
             session_id=None if last is None else last.session_id.hex().upper(),
             evse_id=None if last is None else last.evse_id,

@@ -90,6 +90,9 @@ class CarProfile:
     limit_grace_s: float = 2.0
     evse_pause_max_wait_s: float = 60.0  # EVSE-initiated pause: wait for a wake-up
     fault_hold_s: float = 2.0  # DISAPPEAR: keep CP/contactor this long afterwards
+    # renegotiate the schedule itself once, after this many charge loops (tests the
+    # SECC's EV-initiated path); None: only when the SECC asks
+    renegotiate_after_loops: int | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -110,6 +113,13 @@ class CarProfile:
             problems.append("max_supporting_points must be in 12..1024")
         if self.sdp_max_requests < 1:
             problems.append("sdp_max_requests must be >= 1")
+        after = self.renegotiate_after_loops
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or after < 1
+        ):
+            problems.append(
+                f"renegotiate_after_loops must be None or an integer >= 1, got {after!r}"
+            )
         for name in (
             "loop_interval_s",
             "charge_loop_timeout_s",

@@ -230,6 +230,16 @@ def power_delivery_stop_req(hdr: m.MessageHeader) -> m.PowerDeliveryReq:
     )
 
 
+def schedule_renegotiation_req(hdr: m.MessageHeader) -> m.PowerDeliveryReq:
+    """From the charge loop: ScheduleExchange follows (FACTS.md "Session sequence")."""
+    return new(
+        m.PowerDeliveryReq,
+        header=hdr,
+        ev_processing=m.Processing.Finished,
+        charge_progress=m.ChargeProgress.ScheduleRenegotiation,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LoopInputs:
     """Everything one charge-loop request is made of."""

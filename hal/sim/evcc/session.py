@@ -19,6 +19,9 @@ Sequence (FACTS.md "Session sequence", EV view)::
         -> PowerDelivery(Start) -> DC: close the EV contactor ([V2G20-1317])
                                    AC: CP C within 250 ms ([V2G20-847])
         -> ChargeLoop (every ``loop_interval_s``) -> wind down to 0 power
+           (schedule renegotiation, EVSE notice or the car's own: PowerDelivery(
+           ScheduleRenegotiation) -> ScheduleExchange (while Ongoing) -> PowerDelivery(
+           Start) with a tuple of the new offer -> ChargeLoop; :mod:`~hal.sim.evcc.renegotiation`)
         -> PowerDelivery(Stop) -> DC: open the contactor, WeldingDetection
                                   AC: CP B within 250 ms ([V2G20-848])
         -> SessionStop(Terminate | Pause) -> CP B
@@ -100,6 +103,7 @@ from hal.sim.evcc.profile import (
     CarProfile,
     EvMeasurements,
 )
+from hal.sim.evcc.renegotiation import Renegotiation
 from hal.sim.evcc.schedule import ScheduleTupleInfo, choose_tuple, parse_tuples
 from hal.sim.evcc.services import choose_parameter_set, parse_parameter_sets
 from hal.sim.evcc.targets import energy_requests, wants_discharge
@@ -130,6 +134,10 @@ class Phase(Enum):
     PRE_CHARGE = "pre_charge"
     POWER_DELIVERY_START = "power_delivery_start"
     CHARGE_LOOP = "charge_loop"
+    # schedule renegotiation from the loop (FACTS.md "Session sequence")
+    POWER_DELIVERY_RENEGOTIATE = "power_delivery_renegotiate"
+    SCHEDULE_RENEGOTIATION = "schedule_renegotiation"
+    POWER_DELIVERY_RESUME = "power_delivery_resume"
     POWER_DELIVERY_STOP = "power_delivery_stop"
     WELDING_DETECTION = "welding_detection"
     SESSION_STOP = "session_stop"
@@ -169,7 +177,11 @@ TRANSITIONS: Final[dict[Phase, frozenset[Phase]]] = {
     _P.PRE_CHARGE: frozenset({_P.POWER_DELIVERY_START, _P.SESSION_STOP}),
     _P.POWER_DELIVERY_START: frozenset({_P.CHARGE_LOOP}),
     # ENDED straight from the loop: injected faults (silent, disappear, out of sequence)
-    _P.CHARGE_LOOP: frozenset({_P.POWER_DELIVERY_STOP, _P.ENDED}),
+    _P.CHARGE_LOOP: frozenset({_P.POWER_DELIVERY_STOP, _P.POWER_DELIVERY_RENEGOTIATE, _P.ENDED}),
+    _P.POWER_DELIVERY_RENEGOTIATE: frozenset({_P.SCHEDULE_RENEGOTIATION}),
+    # GoToPause, an EVSE Terminate/Pause or the driver's stop: end instead of resuming
+    _P.SCHEDULE_RENEGOTIATION: frozenset({_P.POWER_DELIVERY_RESUME, _P.POWER_DELIVERY_STOP}),
+    _P.POWER_DELIVERY_RESUME: frozenset({_P.CHARGE_LOOP}),
     _P.POWER_DELIVERY_STOP: frozenset({_P.WELDING_DETECTION, _P.SESSION_STOP}),
     _P.WELDING_DETECTION: frozenset({_P.SESSION_STOP}),
     _P.SESSION_STOP: frozenset({_P.ENDED}),
@@ -220,6 +232,7 @@ class Evcc20Session:
         self._offered_protocols: dict[int, str] = {}
         self._candidates: list[str] = []  # offered services still to try, preferred first
         self._tuples: list[ScheduleTupleInfo] = []
+        self._reneg = Renegotiation(after_loops=profile.renegotiate_after_loops)
         self._schedule_t0 = 0.0
         self._loop: ChargeLoop | None = None
         self._evse_target_soc: int | None = None
@@ -261,6 +274,11 @@ class Evcc20Session:
     def loops(self) -> int:
         """Charge loops answered so far (wind-down loops included)."""
         return 0 if self._loop is None else self._loop.loops
+
+    @property
+    def renegotiations(self) -> int:
+        """Schedule renegotiations completed (back in the charge loop on the new schedule)."""
+        return self._reneg.count
 
     @property
     def loop(self) -> ChargeLoop | None:
@@ -367,6 +385,7 @@ class Evcc20Session:
             "last_response": self.last_response,
             "evse_present_voltage_v": self.evse_present_voltage_v,
             "loops": self.loops,
+            "renegotiations": self.renegotiations,
             **loop,
         }
 
@@ -474,7 +493,9 @@ class Evcc20Session:
             self._send_at = now + _CP_POLL_S  # S2 closed before the first CableCheckReq
             return
         if self._phase is Phase.CHARGE_LOOP and (
-            self._inject_fault(now) or self._leave_loop_if_done(now)
+            self._inject_fault(now)
+            or self._leave_loop_if_done(now)
+            or self._renegotiate_if_due(now)
         ):
             return
         _BUILDERS[self._phase](self, now)
@@ -624,6 +645,10 @@ class Evcc20Session:
         expected = m.DC_ChargeLoopRes if self.dc else m.AC_ChargeLoopRes
         self._send(now, req, expected, self.profile.charge_loop_timeout_s)
 
+    def _build_power_delivery_renegotiate(self, now: float) -> None:
+        req = rq.schedule_renegotiation_req(self._hdr(now))
+        self._send(now, req, m.PowerDeliveryRes, self._timeout())
+
     def _build_power_delivery_stop(self, now: float) -> None:
         req = rq.power_delivery_stop_req(self._hdr(now))
         self._send(now, req, m.PowerDeliveryRes, self._timeout())
@@ -670,6 +695,21 @@ class Evcc20Session:
         self._stop_intent = stop
         self._enter(Phase.POWER_DELIVERY_STOP, now)
         self._build_power_delivery_stop(now)
+        return True
+
+    def _renegotiate_if_due(self, now: float) -> bool:
+        """At a loop slot: PowerDelivery(ScheduleRenegotiation) if the SECC or the car
+        asked for it and the car is not winding down."""
+        loop = self._loop
+        assert loop is not None
+        who = self._reneg.due(loop.loops, stopping=loop.stop is not None)
+        if who is None:
+            return False
+        self._reneg.begin(who, None if self.schedule is None else self.schedule.tuple_id)
+        if not self.dc:
+            loop.set_ac_power(0.0)  # no energy until the schedule is agreed again
+        self._enter(Phase.POWER_DELIVERY_RENEGOTIATE, now)
+        self._build_power_delivery_renegotiate(now)
         return True
 
     # ------------------------------------------------------------ receiving
@@ -866,28 +906,40 @@ class Evcc20Session:
             self.evse_limits = ac_cpd_limits(res, bpt=self.bpt)
         self._enter(Phase.SCHEDULE_EXCHANGE, now)
 
-    def _on_schedule_exchange(self, res: m.ScheduleExchangeRes, now: float) -> None:
+    def _schedule_finished(self, res: m.ScheduleExchangeRes, now: float) -> bool:
+        """False (and the request repeated) while the SECC answers Ongoing."""
+        if res.evse_processing == m.Processing.Finished:
+            return True
+        self._ongoing(now, self.profile.ongoing_timeout_s, "ScheduleExchangeRes", "Ongoing")
+        return False
+
+    def _take_schedule(self, res: m.ScheduleExchangeRes, now: float) -> None:
+        """Dynamic: the mobility needs; Scheduled: check the offer and choose a tuple,
+        followed from now on."""
         msg = "ScheduleExchangeRes"
-        if res.evse_processing != m.Processing.Finished:
-            self._ongoing(now, self.profile.ongoing_timeout_s, msg, "Ongoing")
-            return
-        if res.go_to_pause:
-            _log.info("EVCC: the SECC asks to pause (GoToPause)")
-            self._session_stop(now, EndReason.EVSE_PAUSE, pause=True)
-            return
         if self.profile.control_mode == "dynamic":
             dyn = res.dynamic_se_res_control_mode
             if dyn is None:
                 raise CarError(msg, "Dynamic_SEResControlMode", "missing in Dynamic mode")
             self._take_mobility_needs(msg, dyn.target_soc, dyn.minimum_soc, dyn.departure_time)
-        else:
-            sched = res.scheduled_se_res_control_mode
-            if sched is None:
-                raise CarError(msg, "Scheduled_SEResControlMode", "missing in Scheduled mode")
-            points = self.profile.max_supporting_points
-            self._tuples = parse_tuples(sched, max_points=points, bpt=self.bpt)
-            self.schedule = choose_tuple(self._tuples, wants_discharge(self.controls, self.bpt))
-            self._schedule_t0 = now
+            return
+        sched = res.scheduled_se_res_control_mode
+        if sched is None:
+            raise CarError(msg, "Scheduled_SEResControlMode", "missing in Scheduled mode")
+        points = self.profile.max_supporting_points
+        self._tuples = parse_tuples(sched, max_points=points, bpt=self.bpt)
+        self.schedule = choose_tuple(self._tuples, wants_discharge(self.controls, self.bpt))
+        self._schedule_t0 = now
+
+    def _on_schedule_exchange(self, res: m.ScheduleExchangeRes, now: float) -> None:
+        if not self._schedule_finished(res, now):
+            return
+        if res.go_to_pause:
+            _log.info("EVCC: the SECC asks to pause (GoToPause)")
+            self._session_stop(now, EndReason.EVSE_PAUSE, pause=True)
+            return
+        self._take_schedule(res, now)
+        if self.schedule is not None:
             ids = [t.tuple_id for t in self._tuples]
             _log.info("EVCC: chose ScheduleTuple %d of %s", self.schedule.tuple_id, ids)
         if self.dc:
@@ -973,10 +1025,28 @@ class Evcc20Session:
             loop.begin_stop(now, EndReason.EVSE_TERMINATE, pause=False)
         elif note == m.EvseNotification.Pause:
             loop.begin_stop(now, EndReason.EVSE_PAUSE, pause=True)
+        elif note == m.EvseNotification.ScheduleRenegotiation:
+            self._on_renegotiation_notice(msg, status.notification_max_delay, now)
         elif note != m.EvseNotification.ExitStandby:
             self._warn_once(
                 f"note-{note}", "EVCC: %s: EVSENotification %s not supported; ignored", msg, note
             )
+
+    def _on_renegotiation_notice(self, msg: str, max_delay_s: int, now: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._phase is not Phase.CHARGE_LOOP:
+            _log.debug("EVCC: %s: ScheduleRenegotiation while renegotiating; ignored", msg)
+        elif loop.stop is not None:
+            if "reneg-stopping" not in self._warned:
+                self._warned.add("reneg-stopping")
+                _log.info(
+                    "EVCC: %s: ScheduleRenegotiation ignored: the car is stopping (%s)",
+                    msg,
+                    loop.stop.reason.value,
+                )
+        else:
+            self._reneg.notice(now, max_delay_s)
 
     def _on_charge_loop(self, res: Any, now: float) -> None:
         loop = self._loop
@@ -988,6 +1058,44 @@ class Evcc20Session:
             self._take_mobility_needs(msg, mode.target_soc, mode.minimum_soc, mode.departure_time)
         self._on_evse_status(loop.response_name, res.evse_status, now)
         self._repeat(now)
+        send_by = self._reneg.send_by
+        if send_by is not None and self._send_at is not None:
+            # NotificationMaxDelay: the next slot, earlier if the delay is shorter
+            self._send_at = max(now, min(self._send_at, send_by))
+
+    def _on_power_delivery_renegotiate(self, res: m.PowerDeliveryRes, now: float) -> None:
+        self._on_evse_status("PowerDeliveryRes", res.evse_status, now)  # Terminate/Pause kept
+        self._enter(Phase.SCHEDULE_RENEGOTIATION, now)
+
+    def _on_schedule_renegotiation(self, res: m.ScheduleExchangeRes, now: float) -> None:
+        if not self._schedule_finished(res, now):
+            return
+        loop = self._loop
+        assert loop is not None
+        stop = loop.stop
+        if res.go_to_pause:
+            stop = StopIntent(EndReason.EVSE_PAUSE, True, now)
+        elif stop is None and self.controls.stop:
+            stop = StopIntent(EndReason.STOPPED, False, now)
+        elif stop is None and self.controls.pause:
+            stop = StopIntent(EndReason.PAUSED, True, now)
+        if stop is not None:
+            # no energy flows while renegotiating: straight to PowerDelivery(Stop)
+            self._reneg.abandon(stop.reason.value)
+            self._stop_intent = stop
+            self._enter(Phase.POWER_DELIVERY_STOP, now)
+            return
+        self._take_schedule(res, now)
+        self._enter(Phase.POWER_DELIVERY_RESUME, now)
+
+    def _on_power_delivery_resume(self, res: m.PowerDeliveryRes, now: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        loop.schedule, loop.schedule_t0 = self.schedule, self._schedule_t0
+        tuple_id = None if self.schedule is None else self.schedule.tuple_id
+        self._reneg.finish(tuple_id, [t.tuple_id for t in self._tuples])
+        self._enter(Phase.CHARGE_LOOP, now)
+        self._on_evse_status("PowerDeliveryRes", res.evse_status, now)
 
     def _on_power_delivery_stop(self, res: m.PowerDeliveryRes, now: float) -> None:
         if self.dc:
@@ -1081,6 +1189,9 @@ _BUILDERS: Final[dict[Phase, _Builder]] = {
     _P.PRE_CHARGE: Evcc20Session._build_pre_charge,
     _P.POWER_DELIVERY_START: Evcc20Session._build_power_delivery_start,
     _P.CHARGE_LOOP: Evcc20Session._build_charge_loop,
+    _P.POWER_DELIVERY_RENEGOTIATE: Evcc20Session._build_power_delivery_renegotiate,
+    _P.SCHEDULE_RENEGOTIATION: Evcc20Session._build_schedule_exchange,
+    _P.POWER_DELIVERY_RESUME: Evcc20Session._build_power_delivery_start,
     _P.POWER_DELIVERY_STOP: Evcc20Session._build_power_delivery_stop,
     _P.WELDING_DETECTION: Evcc20Session._build_welding_detection,
     _P.SESSION_STOP: Evcc20Session._build_session_stop,
@@ -1100,6 +1211,9 @@ _HANDLERS: Final[dict[Phase, _Handler]] = {
     _P.PRE_CHARGE: Evcc20Session._on_pre_charge,
     _P.POWER_DELIVERY_START: Evcc20Session._on_power_delivery_start,
     _P.CHARGE_LOOP: Evcc20Session._on_charge_loop,
+    _P.POWER_DELIVERY_RENEGOTIATE: Evcc20Session._on_power_delivery_renegotiate,
+    _P.SCHEDULE_RENEGOTIATION: Evcc20Session._on_schedule_renegotiation,
+    _P.POWER_DELIVERY_RESUME: Evcc20Session._on_power_delivery_resume,
     _P.POWER_DELIVERY_STOP: Evcc20Session._on_power_delivery_stop,
     _P.WELDING_DETECTION: Evcc20Session._on_welding_detection,
     _P.SESSION_STOP: Evcc20Session._on_session_stop,
