@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from chargepoint.adapters.control_socket import ControlRequestError, serve_control
 from chargepoint.adapters.evse_runner import EvseDevices, EvseRunner, Listener
+from chargepoint.adapters.log_upload import LogFiles
 from chargepoint.adapters.systemd_notify import SystemdNotifier
 from chargepoint.backends import (
     ISOLATION_MONITORS,
@@ -28,6 +30,7 @@ from chargepoint.backends import (
     PILOT_BOARDS,
     PLC_LINKS,
     POWER_STAGES,
+    TOKEN_READERS,
     Build,
     SimHardware,
     build,
@@ -55,14 +58,17 @@ from hal.sim.world import SimCommandError, SimWorld
 
 if TYPE_CHECKING:
     from chargepoint.adapters.evse_slac import EvseSlac
+    from chargepoint.adapters.firmware_update import UpdaterSettings
     from chargepoint.adapters.iso15118_setup import Tls
     from chargepoint.adapters.ocpp_bridge import OcppBridge
     from chargepoint.adapters.ocpp_client import OcppClientSettings
+    from chargepoint.adapters.token_auth import TokenAuthorizer
     from chargepoint.adapters.v2g_server import V2gServer
     from chargepoint.ocpp.station_io import StationCommand
     from hal.plc.link import PlcLink
     from hal.plc.simulated import SimulatedPlcLine
     from hal.sim.evcc import SimulatedCar
+    from hal.token_reader import TokenReader
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +130,16 @@ class Station:
         self.plc: dict[int, PlcLink] = {}
         self.slac: dict[int, EvseSlac] = {}
         self.sim: dict[int, SimHardware] = {}
+        self.token_readers: dict[int, TokenReader] = {}  # opened by their TokenAuthorizer
+        self.token_auth: dict[int, TokenAuthorizer] = {}
+        self._bridge: OcppBridge | None = None
         self.listeners: list[Listener] = []
         self.ready = asyncio.Event()
         self.restart_requested = False  # the CSMS asked for a Reset
         self._stop = asyncio.Event()
         self._notifier = SystemdNotifier()
+        # diagnostics.log and security.log in the state dir (OCPP GetLog uploads them)
+        self.logs = LogFiles(Path(config.runtime.state_dir), config.runtime.log_file_max_kb * 1024)
         # Checked now, so a bad [csms] section stops `run` before any hardware is touched.
         # The OCPP stack (ocpp, jsonschema, cryptography: ~20 MB) loads only when used.
         self._ocpp_settings: OcppClientSettings | None = None
@@ -164,6 +175,8 @@ class Station:
         )
         if evse.plc is not None:
             self.plc[evse.id] = build(PLC_LINKS, b, evse.plc)
+        if evse.token_reader is not None:
+            self.token_readers[evse.id] = build(TOKEN_READERS, b, evse.token_reader)
         return EvseDevices(board=board, meter=meter, power_stage=stage, isolation=isolation)
 
     def _sim_hardware(self, evse: EvseConfig) -> SimHardware:
@@ -296,6 +309,7 @@ class Station:
         _prepare_state_dir(Path(self.config.runtime.state_dir))
         try:
             async with AsyncExitStack() as stack:
+                stack.enter_context(self.logs.diagnostics_log(self.config.runtime.log_level))
                 devices = {e.id: self._build_evse(e, stack) for e in self.config.evse}
                 async with asyncio.TaskGroup() as hardware:
                     sim_tasks = [
@@ -370,6 +384,11 @@ class Station:
                     bridge = self._ocpp_bridge(self._ocpp_settings)
                     tg.create_task(_named("ocpp", bridge.client.run()))
                     tg.create_task(_named("ocpp-commands", bridge.command_loop()))
+                    tg.create_task(_named("ocpp-firmware", bridge.firmware_loop()))
+                    tg.create_task(_named("ocpp-log-upload", bridge.upload_loop()))
+                for evse_id, reader in self.token_readers.items():
+                    auth = self._token_authorizer(self.runners[evse_id], reader)
+                    tg.create_task(_named(f"evse{evse_id}-token", auth.run()))
                 tg.create_task(self._announce_ready(control_ready))
                 tg.create_task(self._wait_for_stop())
         except* ServiceStop:
@@ -401,12 +420,78 @@ class Station:
             self.restart,
             ev_soc=self._ev_soc,
             v2g=self.v2g,  # filled as the V2G servers are built; read per command
+            logs=self.logs,
+            firmware=self._firmware_settings(),
         )
         self.listeners.append(bridge.listener)
+        self._bridge = bridge
         for server in self.v2g.values():
             server.listeners.append(bridge.v2g_action)
         bridge.start()
         return bridge
+
+    def _firmware_settings(self) -> UpdaterSettings | None:
+        """L01: where UpdateFirmware installs releases (``[firmware]``)."""
+        import ssl  # noqa: PLC0415
+
+        from chargepoint.adapters.firmware_update import UpdaterSettings  # noqa: PLC0415
+
+        fw = self.config.firmware
+        if fw is None:
+            return None
+        cafile = str(fw.ca_file) if fw.ca_file is not None else None
+        return UpdaterSettings(
+            releases_dir=Path(fw.releases_dir),
+            confirm_within_s=fw.confirm_within_s,
+            max_download_bytes=int(fw.max_download_mb * 1_000_000),
+            ssl_context=ssl.create_default_context(cafile=cafile),
+            python=sys.executable,
+        )
+
+    def _confirm_release(self) -> None:
+        """L01: this release reached READY, so a firmware update that switched to it is
+        kept (the rollback check before the next start would otherwise undo it)."""
+        fw = self.config.firmware
+        if fw is None:
+            return
+        from chargepoint.release import Releases  # noqa: PLC0415
+
+        version = self.config.station.firmware_version
+        if Releases(Path(fw.releases_dir), python=sys.executable).confirm(version):
+            log.warning("release %s confirmed after a firmware update", version)
+
+    def _token_authorizer(self, runner: EvseRunner, reader: TokenReader) -> TokenAuthorizer:
+        """A card tap authorises with the CSMS (or its local list and cache), or, with no
+        CSMS, with nobody: then any card starts and the same card stops."""
+        from chargepoint.adapters.token_auth import TokenAuthorizer  # noqa: PLC0415
+
+        bridge = self._bridge
+        auth = (
+            TokenAuthorizer(runner, reader)
+            if bridge is None
+            else TokenAuthorizer(runner, reader, bridge.client.authorize, sink=bridge)
+        )
+        self.token_auth[runner.evse_id] = auth
+        self.listeners.append(auth.listener)
+        return auth
+
+    async def _tap(self, runner: EvseRunner, request: dict[str, Any]) -> dict[str, Any]:
+        """``chargepoint sim tap UID``: a card held over the EVSE's simulated reader."""
+        hw = self.sim.get(runner.evse_id)
+        device = hw.token_reader if hw is not None else None
+        if device is None:
+            raise ControlRequestError(f"evse {runner.evse_id} has no simulated token reader")
+        token = request.get("token")
+        try:
+            uid = bytes.fromhex(token) if isinstance(token, str) else b""
+            device.tap(uid)
+        except ValueError:
+            raise ControlRequestError(
+                f"tap needs 'token': a card UID in hex, 4, 7 or 10 bytes "
+                f"(e.g. 04A2B3C4), got {str(token)[:40]!r}"
+            ) from None
+        log.info("sim tap: evse %d card %s...", runner.evse_id, uid.hex().upper()[:4])
+        return self.evse_status(runner)
 
     # -- ISO 15118-20 -----------------------------------------------------------------
     def _v2g_server(
@@ -500,6 +585,7 @@ class Station:
         gc.freeze()
         self.ready.set()
         self._notifier.notify("READY=1")
+        self._confirm_release()
         log.info("station %s ready: %d EVSE(s)", self.config.station.id, len(self.runners))
 
     async def _wait_for_stop(self) -> None:
@@ -519,6 +605,8 @@ class Station:
         if cmd == "status":
             return self.status()
         runner = self._runner_for(request)
+        if cmd == "tap":
+            return await self._tap(runner, request)
         if cmd == "sim" and request.get("name") == "setpoint":
             return await self._setpoint(runner, request.get("args", []))
         if cmd == "sim":
@@ -659,6 +747,9 @@ class Station:
             "car": None if hw is None or hw.car is None else hw.car.status(),
             "car_report": None if hw is None else hw.car_report,
             "slac": None if runner.evse_id not in self.slac else self._slac_status(runner.evse_id),
+            "token_reader": None
+            if runner.evse_id not in self.token_auth
+            else {"taps": self.token_auth[runner.evse_id].taps},
         }
 
     def _slac_status(self, evse_id: int) -> dict[str, Any]:
@@ -736,7 +827,8 @@ def _operator_event(cmd: str, request: dict[str, Any]) -> Event:
                 )
             return SetCurrentLimit(float(current))
     raise ControlRequestError(
-        f"unknown command {cmd!r}; use status, sim, start, stop, clear-faults, available, limit"
+        f"unknown command {cmd!r}; use status, sim, tap, start, stop, clear-faults, "
+        "available, limit"
     )
 
 

@@ -24,12 +24,14 @@ from chargepoint.config import (
     ModbusIsolationMonitorConfig,
     ModbusMeterConfig,
     PacketPlcConfig,
+    Pn532TokenReaderConfig,
     SerialPilotBoardConfig,
     SimIsolationMonitorConfig,
     SimMeterConfig,
     SimPilotBoardConfig,
     SimPlcConfig,
     SimPowerStageConfig,
+    SimTokenReaderConfig,
 )
 from chargepoint.errors import ConfigError
 from hal.isolation import IsolationMonitor
@@ -37,6 +39,7 @@ from hal.meter import Meter
 from hal.pilot import PilotBoard
 from hal.power_stage import PowerStage, PowerStageCapabilities
 from hal.sim.world import SimWorld
+from hal.token_reader import TokenReader
 
 if TYPE_CHECKING:
     from hal.imd_modbus.simulated import SimulatedModbusIsolationMonitor
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from hal.plc.simulated import SimulatedPlcLine
     from hal.power_can.simulated import SimulatedPowerModule
     from hal.sim.evcc import SimulatedCar
+    from hal.sim.token_reader import SimulatedPn532
 
 T = TypeVar("T")
 
@@ -61,6 +65,7 @@ class SimHardware:
     modbus_meter: SimulatedModbusMeter | None = None  # meter link "modbus": SDM630 on a pty
     modbus_imd: SimulatedModbusIsolationMonitor | None = None  # isoCHA425HV on a pty
     car: SimulatedCar | None = None  # with [iso15118]: the EV speaks ISO 15118-20
+    token_reader: SimulatedPn532 | None = None  # a PN532 on a pty: `chargepoint sim tap`
     car_report: dict[str, Any] | None = None  # the car's view of its last session
     runnables: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
@@ -251,6 +256,27 @@ def _sim_plc(b: Build, cfg: Any) -> PlcLink:
     return link
 
 
+# -- token reader ------------------------------------------------------------------------
+def _pn532_reader(b: Build, cfg: Any) -> TokenReader:
+    from hal.pn532 import Pn532Reader  # noqa: PLC0415
+
+    assert isinstance(cfg, Pn532TokenReaderConfig)
+    return Pn532Reader(cfg.port, baudrate=cfg.baudrate, poll_interval_s=cfg.poll_interval_s)
+
+
+def _sim_reader(b: Build, cfg: Any) -> TokenReader:
+    from hal.pn532 import Pn532Reader  # noqa: PLC0415
+    from hal.sim.token_reader import SimulatedPn532  # noqa: PLC0415
+
+    assert isinstance(cfg, SimTokenReaderConfig)
+    sim = b.need_sim("token_reader")
+    device = SimulatedPn532()
+    sim.token_reader = device
+    sim.runnables.append(device.run)
+    b.stack.callback(device.close)
+    return Pn532Reader(device.url)
+
+
 def _local_mac(evse_id: int) -> bytes:
     """A locally administered unicast MAC for a simulated PLC link's host end."""
     return bytes((0x02, 0x43, 0x50, 0x00, (evse_id >> 8) & 0xFF, evse_id & 0xFF))
@@ -270,6 +296,10 @@ ISOLATION_MONITORS: dict[str, Callable[[Build, Any], IsolationMonitor]] = {
     "modbus": _modbus_isolation,
 }
 PLC_LINKS: dict[str, Callable[[Build, Any], PlcLink]] = {"packet": _packet_plc, "sim": _sim_plc}
+TOKEN_READERS: dict[str, Callable[[Build, Any], TokenReader]] = {
+    "pn532": _pn532_reader,
+    "sim": _sim_reader,
+}
 
 
 def build(registry: dict[str, Callable[[Build, Any], T]], b: Build, cfg: Any) -> T:

@@ -132,6 +132,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     message = {"cmd": "sim", "evse": args.evse, "name": args.command, "args": args.args}
     if args.command in ("status",):
         message = {"cmd": "status"}
+    elif args.command == "tap":  # a card held over the EVSE's simulated reader
+        message = {"cmd": "tap", "evse": args.evse, "token": " ".join(args.args)}
     return _control(args, message)
 
 
@@ -257,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "command",
         help="plug, unplug, start, stop, status, soc PCT, fault KIND [on|off], setpoint W, "
+        "tap UID (a card on the simulated reader, e.g. 04A2B3C4), "
         "car commands (stop, pause, discharge on, ...), slac ok|fail [WHERE]|slow S|loss P",
     )
     p.add_argument("args", nargs="*")

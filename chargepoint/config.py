@@ -53,6 +53,7 @@ __all__ = [
     "IsolationMonitorConfig",
     "MeterConfig",
     "PilotBoardConfig",
+    "Pn532TokenReaderConfig",
     "PowerStageConfig",
     "RuntimeConfig",
     "SafetyConfig",
@@ -63,7 +64,9 @@ __all__ = [
     "SimMeterConfig",
     "SimPilotBoardConfig",
     "SimPowerStageConfig",
+    "SimTokenReaderConfig",
     "StationConfig",
+    "TokenReaderConfig",
     "format_problems",
     "load_config",
     "parse_config",
@@ -456,6 +459,31 @@ class ModbusMeterConfig(_ModbusSerial):
 MeterConfig = Annotated[SimMeterConfig | ModbusMeterConfig, Field(discriminator="backend")]
 
 
+# --------------------------------------------------------------------------- token reader
+
+
+class SimTokenReaderConfig(_Model):
+    """A simulated PN532 on a pty, read by the real driver; ``chargepoint sim tap UID``
+    holds a card over it."""
+
+    backend: Literal["sim"]
+
+
+class Pn532TokenReaderConfig(_Model):
+    """An NXP PN532 RFID/NFC reader on a UART (HSU), reading ISO/IEC 14443 Type A UIDs."""
+
+    backend: Literal["pn532"]
+    port: Annotated[str, AfterValidator(_check_serial_port)]
+    baudrate: Annotated[Int, Field(gt=0, le=921_600)] = 115_200  # the PN532's HSU default
+    # How often the field is scanned for a card; a tap lasts about half a second.
+    poll_interval_s: Annotated[Float, Field(ge=0.05, le=2)] = 0.25
+
+
+TokenReaderConfig = Annotated[
+    SimTokenReaderConfig | Pn532TokenReaderConfig, Field(discriminator="backend")
+]
+
+
 # --------------------------------------------------------------------------- PLC (ISO 15118-3)
 
 
@@ -585,6 +613,9 @@ class EvseConfig(_Model):
     # The PLC modem the car talks ISO 15118 through (needs [iso15118]); None: no SLAC
     # (an EVCC reaches [iso15118].interface directly: lab, loopback)
     plc: PlcConfig | None = None
+    # RFID/NFC card reader: a tap authorises (OCPP Authorize, local list, cache) and
+    # a second tap of the same card (or its group) stops; None: no reader
+    token_reader: TokenReaderConfig | None = None
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Self:
@@ -704,6 +735,9 @@ class RuntimeConfig(_Model):
     state_dir: AbsolutePath = Path("/var/lib/chargepoint")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json for journald/log shippers
+    # diagnostics.log and security.log in state_dir (OCPP GetLog): each at most this
+    # size plus one rotated copy
+    log_file_max_kb: Annotated[Int, Field(ge=16, le=1_048_576)] = 2048
     watchdog: Bool = True  # systemd WatchdogSec keep-alive (sd_notify)
     # A lab bench: real power hardware next to simulated safety sensors is allowed
     # (warned). Never on a charger a vehicle can be connected to.
@@ -831,6 +865,9 @@ class CsmsConfig(_Model):
     client_cert_file: AbsolutePath | None = None  # profile 3
     client_key: Secret | None = None  # profile 3; a plain string is a file path
     ping_interval_s: Annotated[Float, Field(ge=0)] = 30.0  # WebSocket ping; 0 disables
+    # Manufacturer root (PEM) firmware signing certificates must chain to (OCPP L01);
+    # None: UpdateFirmware is answered InvalidCertificate.
+    firmware_signing_root: AbsolutePath | None = None
 
     @field_validator("client_key", mode="before")
     @classmethod
@@ -889,6 +926,18 @@ class CsmsConfig(_Model):
         return self
 
 
+class FirmwareConfig(_Model):
+    """Secure firmware update (OCPP L01): where releases are installed, how long a new
+    one has to report READY before it is rolled back."""
+
+    # Holds releases/<version>, the `current` link systemd starts, pending.json.
+    releases_dir: AbsolutePath = Path("/opt/chargepoint")
+    confirm_within_s: Annotated[Float, Field(ge=10, le=86_400)] = 300.0
+    max_download_mb: Annotated[Float, Field(gt=0, le=4096)] = 200.0
+    # CA (PEM) for the firmware server's certificate; None: system trust store.
+    ca_file: AbsolutePath | None = None
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -902,6 +951,7 @@ class Config(_Model):
     sim: SimEvConfig | None = None
     csms: CsmsConfig | None = None
     iso15118: Iso15118Config | None = None
+    firmware: FirmwareConfig | None = None
 
     _source: str = PrivateAttr(default="<config>")
 
@@ -932,6 +982,12 @@ class Config(_Model):
                             "sim",
                         )
                     )
+        if self.firmware is not None and (
+            self.csms is None or self.csms.firmware_signing_root is None
+        ):
+            problems.append(
+                (("firmware",), "needs [csms] with firmware_signing_root (signed updates)", None)
+            )
         interfaces = [e.plc.interface for e in self.evse if isinstance(e.plc, PacketPlcConfig)]
         for index, evse in enumerate(self.evse):
             if isinstance(evse.plc, PacketPlcConfig) and interfaces.count(evse.plc.interface) > 1:

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargepoint.adapters.evse_runner import EvseRunner
+from chargepoint.adapters.firmware_update import FirmwareUpdater, ManufacturerRoot, UpdaterSettings
+from chargepoint.adapters.log_upload import LogFiles, LogUploader
 from chargepoint.adapters.ocpp_client import OcppClient, OcppClientSettings
 from chargepoint.config import Config, Secret
 from chargepoint.errors import ConfigError
@@ -41,11 +43,13 @@ from chargepoint.iso15118.secc.actions import EvNeeds, EvScheduleChosen
 from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station import StationIdentity
 from chargepoint.ocpp.station_io import (
+    CancelFirmware,
     ChargingLimit,
     ChargingNeedsAnswer,
     ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
+    DownloadFirmware,
     EvChargingNeeds,
     EvChargingSchedule,
     EvSchedulePeriod,
@@ -53,8 +57,13 @@ from chargepoint.ocpp.station_io import (
     EvseRating,
     FaultCleared,
     FaultRaised,
+    FirmwareProgress,
     IdToken,
+    InstallFirmware,
+    LogUploadProgress,
     MeterSample,
+    RebootForFirmware,
+    RecordSecurityEvent,
     RemoteStart,
     RemoteStop,
     ResetKind,
@@ -64,6 +73,7 @@ from chargepoint.ocpp.station_io import (
     StationCommand,
     StoppedReason,
     UnlockConnector,
+    UploadLog,
 )
 from chargepoint.power.arbitration import CSMS_SOURCE, INF, PowerLimits
 from chargepoint.power.grid_schedule import GridSchedule, GridStep
@@ -100,6 +110,11 @@ def client_settings(config: Config) -> OcppClientSettings | None:
             },
             serial_number=station.serial_number,
             firmware_version=station.firmware_version,
+            firmware_signing=(
+                ManufacturerRoot.load(Path(csms.firmware_signing_root))
+                if csms.firmware_signing_root is not None
+                else None
+            ),
         ),
         state_file=Path(config.runtime.state_dir) / "ocpp.sqlite3",
         basic_auth_password=csms.password.resolve() if csms.password is not None else None,
@@ -133,10 +148,13 @@ class _EvseTx:
     contactor_closed: bool = False
     energy_transfer: bool = False
     remote_authorized: bool = False  # RequestStartTransaction accepted
+    token_authorized: bool = False  # a card on the EVSE's token reader (token_auth.py)
     id_token: IdToken | None = None
     remote_start_id: int | None = None
     stopped_reason: StoppedReason | None = None
     last: EvseActivity | None = None
+    #: B12: the CSMS reset this EVSE mid-session: its snapshots say so until the EV leaves
+    resetting: bool = False
 
 
 class OcppBridge:
@@ -149,8 +167,15 @@ class OcppBridge:
         *,
         ev_soc: Callable[[int], float | None] | None = None,
         v2g: Mapping[int, V2gServer] | None = None,
+        logs: LogFiles | None = None,
+        firmware: UpdaterSettings | None = None,
     ) -> None:
         self.client = client
+        # L01: downloads, signature checks and release installs for UpdateFirmware
+        self._firmware = FirmwareUpdater(firmware, client.submit) if firmware is not None else None
+        # N01: the station's diagnostics and security logs, uploaded on GetLog
+        self._logs = logs
+        self._uploader = LogUploader(logs, client.submit) if logs is not None else None
         self.runners = runners
         # ISO 15118-20 servers per EVSE: their power arbiter takes the CSMS's limits
         self._v2g: Mapping[int, V2gServer] = v2g if v2g is not None else {}
@@ -159,7 +184,6 @@ class OcppBridge:
         self.commands = commands
         self._request_stop = request_stop
         self._available: dict[int, bool] = dict.fromkeys(runners, True)
-        self._pending_reset: ResetKind | None = None
         self._scheduled_inoperative: set[int] = set()  # G03.FR.05: after the transaction
         self._scheduled_evse_reset: set[int] = set()  # B12 OnIdle: after the session
         self._tx: dict[int, _EvseTx] = {evse_id: _EvseTx() for evse_id in runners}
@@ -189,9 +213,9 @@ class OcppBridge:
             case StateChanged(new=new):
                 self._status(evse_id, new)
                 if new is EvseState.IDLE:  # the EV left: a new plug-in starts afresh
-                    tx.remote_authorized = False
+                    tx.remote_authorized = tx.token_authorized = False
                     tx.id_token = tx.remote_start_id = tx.stopped_reason = None
-                    self._maybe_reset()
+                    tx.resetting = False
                     if evse_id in self._scheduled_evse_reset:
                         self.commands.put_nowait(ResetRequested(ResetKind.IMMEDIATE, evse_id))
                     if evse_id in self._scheduled_inoperative:
@@ -232,7 +256,7 @@ class OcppBridge:
         connected = ctl.state is not EvseState.IDLE
         # Free vend authorises the EV that is plugged in; a remote start authorises
         # ahead of the plug (TxStartPoint Authorized may then start the transaction).
-        authorized = tx.remote_authorized or (connected and ctl.authorized)
+        authorized = tx.remote_authorized or tx.token_authorized or (connected and ctl.authorized)
         activity = EvseActivity(
             evse_id=evse_id,
             connector_id=1,
@@ -248,10 +272,39 @@ class OcppBridge:
             if connected and ctl.state is EvseState.FAULT
             else None,
         )
+        if tx.resetting:
+            # B12.FR.04/08: the reset ends the transaction (ResetCommand, ImmediateReset)
+            # and the energy transfer with it (chargingState EVConnected).
+            activity = replace(
+                activity,
+                authorized=False,
+                power_path_closed=False,
+                energy_transfer=False,
+                stopped_reason=StoppedReason.IMMEDIATE_RESET,
+                charging_state=None,
+            )
         flags = _flags(activity)
         if tx.last is None or _flags(tx.last) != flags:
             tx.last = activity
             self.client.submit(activity)
+
+    # -- the token reader (chargepoint.adapters.token_auth.TokenSink) ----------------
+    def active_token(self, evse_id: int) -> IdToken | None:
+        tx = self._tx[evse_id]
+        return tx.id_token if tx.remote_authorized or tx.token_authorized else None
+
+    def token_authorized(self, evse_id: int, token: IdToken) -> None:
+        """C01/E03: a card was accepted; TxStartPoint Authorized may start the transaction."""
+        tx = self._tx[evse_id]
+        tx.token_authorized, tx.id_token, tx.stopped_reason = True, token, None
+        self._activity(evse_id)
+
+    def token_ended(self, evse_id: int, reason: StoppedReason) -> None:
+        """E07: the card (or its group) stopped the charge; E03: no EV came in time."""
+        tx = self._tx[evse_id]
+        tx.token_authorized = tx.remote_authorized = False
+        tx.stopped_reason = reason
+        self._activity(evse_id)
 
     def _status(self, evse_id: int, state: EvseState) -> None:
         if state is EvseState.FAULT:
@@ -287,8 +340,44 @@ class OcppBridge:
             log.info("CSMS command: %s", command)
             await self._carry_out(command)
 
+    async def upload_loop(self) -> None:
+        """Log uploads (GetLog, N01), one at a time; runs until cancelled."""
+        if self._uploader is None:
+            await asyncio.Event().wait()
+        else:
+            await self._uploader.run()
+
+    async def firmware_loop(self) -> None:
+        """Firmware downloads and installs (L01), one at a time; runs until cancelled."""
+        if self._firmware is None:
+            await asyncio.Event().wait()
+        else:
+            await self._firmware.run()
+
     async def _carry_out(self, command: StationCommand) -> None:
         match command:
+            case DownloadFirmware() | InstallFirmware() | CancelFirmware():
+                if self._firmware is not None:
+                    self._firmware.submit(command)
+                elif not isinstance(command, CancelFirmware):
+                    status = (
+                        "DownloadFailed"
+                        if isinstance(command, DownloadFirmware)
+                        else "InstallationFailed"
+                    )
+                    self.client.submit(FirmwareProgress(command.request_id, status))
+            case RebootForFirmware(request_id=request_id):
+                # L01: the new release is `current`; systemd starts it after this exit
+                # (exit status 75, Restart=on-failure), which then confirms it at READY.
+                log.warning("firmware request %d: restarting into the new release", request_id)
+                self._request_stop()
+            case UploadLog(request_id=request_id):
+                if self._uploader is not None:
+                    self._uploader.request(command)
+                else:
+                    self.client.submit(LogUploadProgress(request_id, "UploadFailure"))
+            case RecordSecurityEvent() if self._logs is not None:
+                await asyncio.to_thread(self._logs.record_security_event, command)
             case RemoteStart(evse_id=evse_id, id_token=id_token, remote_start_id=start_id):
                 target = evse_id or next(iter(self.runners))
                 if target in self.runners:
@@ -314,23 +403,27 @@ class OcppBridge:
                     await self._set_available(target, operative=operative)
             case ResetRequested(kind=kind, evse_id=evse_id) if evse_id in self.runners:
                 # B12: an EVSE reset re-initialises that EVSE only: its charge is
-                # stopped (the transaction ends per TxStopPoint) and cleared faults go;
-                # OnIdle waits for the session to end (answered Scheduled).
+                # stopped and cleared faults go; OnIdle waits for the session to end
+                # (answered Scheduled).  The OCPP core also sends one per EVSE with a
+                # transaction before a station reset (Immediate).
                 if kind is ResetKind.ON_IDLE and self.runners[evse_id].sessions.active:
                     self._scheduled_evse_reset.add(evse_id)
                     return
                 self._scheduled_evse_reset.discard(evse_id)
                 log.warning("evse %d: reset requested by the CSMS", evse_id)
+                if self.runners[evse_id].controller.state is not EvseState.IDLE:
+                    self._tx[evse_id].resetting = True
+                    self._activity(evse_id)  # ends the transaction before anything else
                 await self.runners[evse_id].submit(StopCharging("reset"))
                 await self.runners[evse_id].submit(ClearFaults("csms reset"))
             case ResetRequested(kind=kind):
-                self._pending_reset = kind
-                if kind is ResetKind.IMMEDIATE:
-                    for runner in self.runners.values():
-                        await runner.submit(StopCharging("reset"))
-                    self._request_stop()
-                else:
-                    self._maybe_reset()
+                # B11/B12: the OCPP core sends this once no transaction is left and their
+                # Ended events are delivered (or stored, offline), with the boot reason
+                # RemoteReset stored: restart now (systemd brings the service back).
+                log.warning("reset (%s) requested by the CSMS: restarting", kind.value)
+                for runner in self.runners.values():
+                    await runner.submit(StopCharging("reset"))
+                self._request_stop()
             case UnlockConnector(evse_id=evse_id) if evse_id in self.runners:
                 # F05: a running charge is stopped first; the controller releases
                 # the cable lock once the power path is open (state CONNECTED).
@@ -372,14 +465,6 @@ class OcppBridge:
         self._available[evse_id] = operative
         await self.runners[evse_id].submit(SetAvailable(operative))
         self._status(evse_id, self.runners[evse_id].controller.state)
-
-    def _maybe_reset(self) -> None:
-        """Reset OnIdle: restart (systemd brings the service back) once no session runs."""
-        if self._pending_reset is ResetKind.ON_IDLE and not any(
-            r.sessions.active for r in self.runners.values()
-        ):
-            log.warning("reset requested by the CSMS: restarting now that all EVSEs are idle")
-            self._request_stop()
 
 
 def _flags(a: EvseActivity) -> tuple[object, ...]:

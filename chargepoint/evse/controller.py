@@ -143,6 +143,9 @@ class EvseController:
         # what we commanded
         self._permission = False
         self._permission_changed_at = 0.0
+        # since when the board's coil rule holds (permission, CP C/D, PWM): the mirror
+        # contact's pick-up is timed from here, not from the grant
+        self._close_expected_since: float | None = None
         self._pwm_duty: float | None = None  # None: X1 or F
         self._pwm_changed_at: float | None = None
         self._pending_duty: float | None = None
@@ -243,14 +246,14 @@ class EvseController:
         self._out = []
         self._safe_off(now, force=True)
         self._set_x1(now)
-        return self._flush()
+        return self._flush(now)
 
     def shutdown(self, now: float) -> list[Action]:
         """Orderly stop of the service: power off, permission off, CP at F."""
         self._out = []
         self._safe_off(now, force=True)
         self._set_f(now, until=None)
-        return self._flush()
+        return self._flush(now)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         self._out = []
@@ -311,7 +314,7 @@ class EvseController:
             case HlcLinkFailed():
                 self._wake_until = None
                 self._on_hlc_failure(now)  # ISO 15118-3 X1 request: like a failed session
-        return self._flush()
+        return self._flush(now)
 
     def handle_timer(self, now: float) -> list[Action]:
         self._out = []
@@ -371,7 +374,7 @@ class EvseController:
         if pause is not None and math.isfinite(pause) and now >= pause:
             self._hlc_pause_until = None
             self._maybe_offer(now)  # 5 % again: the EV starts a new session
-        return self._flush()
+        return self._flush(now)
 
     def next_deadline(self) -> float | None:
         if not self._started:
@@ -386,15 +389,16 @@ class EvseController:
             "power-stage-timer", FaultKind.POWER_STAGE_KEEPALIVE_LOST
         ):
             deadlines.append(self._power_stage_seen_at + s.safety.power_stage_status_timeout_s)
-        if self._permission and not self._contactor_closed:
-            kind, timeout = FaultKind.CONTACTOR_STUCK_OPEN, s.safety.contactor_close_timeout_s
-        else:
-            kind, timeout = FaultKind.CONTACTOR_WELDED, s.safety.contactor_open_timeout_s
-        expected = self._permission and self._board_closes()
-        if self._permission and not expected:
-            pass  # the board keeps the contacts open by its own rule: nothing to time
-        elif self._permission != self._contactor_closed and kind not in latched:
-            deadlines.append(self._permission_changed_at + timeout)
+        since = self._close_expected_since
+        if since is not None:
+            if not self._contactor_closed and FaultKind.CONTACTOR_STUCK_OPEN not in latched:
+                deadlines.append(since + s.safety.contactor_close_timeout_s)
+        elif (
+            not self._permission
+            and self._contactor_closed
+            and FaultKind.CONTACTOR_WELDED not in latched
+        ):
+            deadlines.append(self._permission_changed_at + s.safety.contactor_open_timeout_s)
         if self.state is EvseState.STOPPING and self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
         if self._lock_requested_at is not None:
@@ -419,6 +423,11 @@ class EvseController:
         self._board_seen_at = now
         if report.contactor_closed != self._contactor_closed:
             self._out.append(ContactorChanged(report.contactor_closed))
+            if not report.contactor_closed and self._close_expected_since is not None:
+                # Fell open while the coil rule held as far as we saw: a lapse we missed
+                # (a lost STATUS, the newest-wins mailbox of docs/pilot-board-protocol.md
+                # section 12) makes the board pick up again; it gets the whole pick-up time.
+                self._close_expected_since = now
         self._contactor_closed = report.contactor_closed
         self.supervisor.report("board-timer", (), now)
         kinds = set(report.faults)
@@ -773,26 +782,44 @@ class EvseController:
             self._safe_off(now, force=True)  # belt and braces: re-assert the safe state
 
     def _board_closes(self) -> bool:
-        """docs/pilot-board-protocol.md: the board's coil needs permission AND CP C/D AND
-        PWM. Permission held with X1 (STOPPING, IEC 61851-1 A.6 seq 10.1) or CP B leaves
-        the contacts open by design, which is no stuck contactor."""
-        cp = self._last.cp_state if self._last is not None else CpState.A
-        return self._pwm_duty is not None and cp in (CpState.C, CpState.D)
+        """docs/pilot-board-protocol.md section 9: the board's coil needs permission AND
+        CP C/D AND PWM, as we command it and as the board reports driving it. Permission
+        held with X1 (STOPPING, IEC 61851-1 A.6 seq 10.1) or CP B leaves the contacts
+        open by design, which is no stuck contactor."""
+        last = self._last
+        return (
+            self._permission
+            and self._pwm_duty is not None
+            and last is not None
+            and last.output is PilotOutput.PWM
+            and last.cp_state in (CpState.C, CpState.D)
+        )
+
+    def _track_close_expected(self, now: float) -> None:
+        """Start the pick-up clock when the board's coil rule starts to hold, and stop it
+        when the rule lapses: a rule that lapses and holds again (permission kept through
+        a stop, a paused output) gives the contactor its whole pick-up time afresh."""
+        if not self._board_closes():
+            self._close_expected_since = None
+        elif self._close_expected_since is None:
+            self._close_expected_since = now
 
     def _check_contactor_feedback(self, now: float) -> None:
         s = self.settings
+        self._track_close_expected(now)
+        since = self._close_expected_since
         elapsed = now - self._permission_changed_at
-        closing_late = now >= self._permission_changed_at + s.safety.contactor_close_timeout_s
         opening_late = now >= self._permission_changed_at + s.safety.contactor_open_timeout_s
         if (
-            self._permission
-            and self._board_closes()
+            since is not None
             and not self._contactor_closed
-            and closing_late
+            and now >= since + s.safety.contactor_close_timeout_s
         ):
+            # IEC 61851-1 A.6 seq 4: closed within 3 s of C; our bound is tighter
             self._latch_one_shot(
                 FaultKind.CONTACTOR_STUCK_OPEN,
-                f"mirror contact still open {elapsed:.3f} s after permission",
+                f"mirror contact still open {now - since:.3f} s after the board's coil rule "
+                "held (permission, CP C/D, PWM)",
                 now,
             )
         elif not self._permission and self._contactor_closed and opening_late:
@@ -832,6 +859,7 @@ class EvseController:
             if self._last is not None:
                 self._follow_cp(self._last, now)
 
-    def _flush(self) -> list[Action]:
+    def _flush(self, now: float) -> list[Action]:
+        self._track_close_expected(now)  # what this batch commands is what the board does
         out, self._out = self._out, []
         return out

@@ -109,6 +109,16 @@ class AuthCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def peek(self, token: IdToken, utc: float) -> Mapping[str, Any] | None:
+        """The entry for ``token`` (its info and ``expires``), unexpired, without
+        touching its place in the LRU order (N09: a report is not a use)."""
+        entry = self._entries.get(token_key(token))
+        return entry if entry is not None and utc < entry["expires"] else None
+
+    def remove(self, token: IdToken) -> bool:
+        """N10: forget ``token``; whether there was an entry."""
+        return self._entries.pop(token_key(token), None) is not None
+
 
 class LocalList:
     """D01/D02: the local authorization list and its version."""

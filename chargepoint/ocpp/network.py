@@ -66,6 +66,11 @@ class NetworkProfiles:
             },
         }
 
+    def security_profile_of(self, slot: int) -> int | None:
+        """The security profile stored in ``slot`` (None: an empty slot)."""
+        found = self._slots.get(slot)
+        return None if found is None else found.security_profile
+
     def usable(self) -> list[NetworkProfile]:
         """The slots in priority order, without those below the floor."""
         usable = [

@@ -11,17 +11,22 @@ marked :class:`Arg`, which depend on the station's settings.
 * :data:`EVSE_VARIABLES` -- declared for each EVSE (``evse.id`` set);
 * :data:`CONNECTOR_VARIABLES` -- declared for each connector of each EVSE.
 
-Defaults are this project's choices; docs/ocpp.md documents them.  Pure data: this
+Defaults are this project's choices; docs/ocpp.md documents them.  Values that
+depend on each EVSE's rating (SupplyPhases) come from :func:`rating_values`.
+Every variable Appendix 3 marks required for the components declared here is
+declared (TC_B_53 reads them through a FullInventory report).  Pure data: this
 module imports nothing of the device model, which imports it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from enum import Enum
 from typing import Final, Literal
 
 from chargepoint.ocpp.network import SLOT_VALUES
+from chargepoint.ocpp.station_io import EvseRating
 
 #: DataEnumType (OCPP 2.0.1 Part 2 §3)
 DataTypeName = Literal[
@@ -112,6 +117,31 @@ MAX_STACK_LEVEL = 9
 AVAILABILITY = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
 #: What a V2X-capable EVSE reports as SupportedEnergyTransferModes.
 V2X_ENERGY_TRANSFER_MODES = "AC_BPT,DC_BPT"
+#: ConnectorEnumType (OCPP 2.0.1 Part 2 §3)
+CONNECTOR_TYPES = (
+    "cCCS1",
+    "cCCS2",
+    "cG105",
+    "cTesla",
+    "cType1",
+    "cType2",
+    "s309-1P-16A",
+    "s309-1P-32A",
+    "s309-3P-16A",
+    "s309-3P-32A",
+    "sBS1361",
+    "sCEE-7-7",
+    "sType2",
+    "sType3",
+    "Other1PhMax16A",
+    "Other1PhOver16A",
+    "Other3Ph",
+    "Pan",
+    "wInductive",
+    "wResonant",
+    "Undetermined",
+    "Unknown",
+)
 
 _ENERGY = "Energy.Active.Import.Register,Energy.Active.Export.Register"
 _TX_UPDATED = (
@@ -177,8 +207,11 @@ STATION_VARIABLES: tuple[Row, ...] = (
     Row(_COMM, "QueueAllMessages", "boolean", RW, "false"),
     Row(_COMM, "WebSocketPingInterval", "integer", RW, Arg.WEBSOCKET_PING_INTERVAL,
         unit="s", min_limit=0),
-    Row(_COMM, "FileTransferProtocols", "MemberList", RO, "HTTPS",
-        values=("HTTPS",), constant=True),
+    # Log uploads over HTTP(S); firmware is downloaded over HTTPS only (L01 security)
+    Row(_COMM, "FileTransferProtocols", "MemberList", RO, "HTTP,HTTPS",
+        values=("HTTP", "HTTPS"), constant=True),
+    # The controller releases the cable lock when the EV is unplugged (state A).
+    Row(_COMM, "UnlockOnEVSideDisconnect", "boolean", RO, "true", constant=True),
     # E01/E06: when a transaction started by EvseActivity starts and ends.  The
     # spec's own example value for both is "EVConnected,Authorized".
     Row(_TX, "TxStartPoint", "MemberList", RW, "EVConnected,Authorized", values=TX_POINTS),
@@ -237,6 +270,9 @@ STATION_VARIABLES: tuple[Row, ...] = (
     Row("LocalAuthListCtrlr", "Available", "boolean", RO, "true", constant=True),
     Row("LocalAuthListCtrlr", "Enabled", "boolean", RW, "true"),
     Row("LocalAuthListCtrlr", "Entries", "integer", RO, "0", persistent=False),
+    # What the CSMS may put in one SendLocalList (D01: it splits larger lists).
+    Row("LocalAuthListCtrlr", "ItemsPerMessage", "integer", RO, "100", constant=True),
+    Row("LocalAuthListCtrlr", "BytesPerMessage", "integer", RO, "32000", constant=True),
     # Declared for the coming smart-charging / ISO 15118 / V2X work.
     # K: smart charging (OCPP 2.0.1 Part 2 Appendix 3, SmartChargingCtrlr)
     Row("SmartChargingCtrlr", "Available", "boolean", RO, "true", constant=True),
@@ -270,12 +306,20 @@ STATION_VARIABLES: tuple[Row, ...] = (
     Row("ChargingStation", "Available", "boolean", RO, "true", persistent=False),
     Row("ChargingStation", "AvailabilityState", "OptionList", RO, "Available",
         values=AVAILABILITY, persistent=False),
+    # AC phases of the grid connection (see rating_values)
+    Row("ChargingStation", "SupplyPhases", "integer", RO, "3", min_limit=0, max_limit=3,
+        persistent=False),
 )
 
 EVSE_VARIABLES: tuple[Row, ...] = (
     Row("EVSE", "Available", "boolean", RO, "true", persistent=False),
     Row("EVSE", "AvailabilityState", "OptionList", RO, "Available",
         values=AVAILABILITY, persistent=False),
+    # The power flowing now (W, negative: discharging), from the meter samples.
+    Row("EVSE", "Power", "decimal", RO, "0", unit="W", persistent=False),
+    # AC phases the EVSE uses (0: DC), from its rating (see rating_values).
+    Row("EVSE", "SupplyPhases", "integer", RO, "3", min_limit=0, max_limit=3,
+        persistent=False),
     Row("V2XChargingCtrlr", "Enabled", "boolean", RO, Arg.V2X_ENABLED),
     Row("V2XChargingCtrlr", "SupportedOperationModes", "MemberList", RO, Arg.V2X_OPERATION_MODES,
         values=_V2X_OPERATION_MODES),
@@ -284,7 +328,38 @@ EVSE_VARIABLES: tuple[Row, ...] = (
 )
 
 CONNECTOR_VARIABLES: tuple[Row, ...] = (
+    Row("Connector", "Available", "boolean", RO, "true", persistent=False),
     Row("Connector", "AvailabilityState", "OptionList", RO, "Available",
         values=AVAILABILITY, persistent=False),
+    # ConnectorEnumType; the rating does not say which plug the EVSE has.
+    Row("Connector", "ConnectorType", "OptionList", RO, "Unknown", values=CONNECTOR_TYPES,
+        persistent=False),
+    Row("Connector", "SupplyPhases", "integer", RO, "3", min_limit=0, max_limit=3,
+        persistent=False),
 )
 # fmt: on
+
+
+#: (component, evse id, connector id, variable, value) of a rating-derived value
+RatingValue = tuple[str, int | None, int | None, str, str]
+
+
+def rating_values(
+    evse_connectors: Mapping[int, int], ratings: Mapping[int, EvseRating]
+) -> list[RatingValue]:
+    """The SupplyPhases values each EVSE's rating gives (Appendix 3: AC phases, 0 for
+    DC); the station's is the most any AC EVSE uses (3 when all are DC)."""
+    out: list[RatingValue] = []
+    ac_phases = []
+    for evse_id, connectors in sorted(evse_connectors.items()):
+        rating = ratings.get(evse_id, EvseRating())
+        phases = 0 if rating.dc else rating.phases
+        if not rating.dc:
+            ac_phases.append(phases)
+        out.append(("EVSE", evse_id, None, "SupplyPhases", str(phases)))
+        out += [
+            ("Connector", evse_id, connector_id, "SupplyPhases", str(phases))
+            for connector_id in range(1, connectors + 1)
+        ]
+    out.append(("ChargingStation", None, None, "SupplyPhases", str(max(ac_phases, default=3))))
+    return out

@@ -59,7 +59,9 @@ from chargepoint.ocpp import device_model as dm
 from chargepoint.ocpp.backoff import BackOffPolicy, RandomSource, ReconnectBackOff
 from chargepoint.ocpp.blocks.authorization_block import AuthorizationBlock
 from chargepoint.ocpp.blocks.availability import AvailabilityBlock
-from chargepoint.ocpp.blocks.provisioning import ProvisioningBlock
+from chargepoint.ocpp.blocks.diagnostics import DiagnosticsBlock
+from chargepoint.ocpp.blocks.firmware import FirmwareBlock, SigningCheck
+from chargepoint.ocpp.blocks.provisioning import BOOT_STATE, ProvisioningBlock
 from chargepoint.ocpp.blocks.security import SecurityBlock
 from chargepoint.ocpp.blocks.smart_charging import SmartChargingBlock
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
@@ -100,6 +102,7 @@ from chargepoint.ocpp.rpc import (
     encode_frame,
     parse_frame,
 )
+from chargepoint.ocpp.standard_variables import rating_values
 from chargepoint.ocpp.station_io import EvseRating, IdToken, StationEvent
 
 __all__ = [
@@ -134,6 +137,11 @@ MAX_INTERVAL_S = 7 * 86_400
 #: Wait before retrying a BootNotification the CSMS did not answer, or answered
 #: with interval 0 (B02/B03 leave the choice to the station).
 BOOT_RETRY_DEFAULT_S = 60.0
+#: B02.FR.01: while Pending the CSMS may read and set the device model (B05-B08) and
+#: trigger messages (F06); everything else is refused (B02.FR.05, SecurityError).
+_ALLOWED_WHILE_PENDING = frozenset(
+    {"GetVariables", "SetVariables", "GetBaseReport", "GetReport", "TriggerMessage"}
+)
 
 
 # ------------------------------------------------------------------ settings
@@ -149,6 +157,9 @@ class StationIdentity:
     boot_reason: str = "PowerUp"
     #: per EVSE, for smart charging (missing: an AC EVSE of :class:`EvseRating`'s defaults)
     evse_ratings: Mapping[int, EvseRating] = field(default_factory=dict)
+    #: the manufacturer root for signed firmware (L01); None: UpdateFirmware is
+    #: answered InvalidCertificate
+    firmware_signing: SigningCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +284,9 @@ def _tx_event_summary(message: QueuedMessage) -> str:
 
 
 StoredState = Mapping[str, Mapping[str, Any]]
+#: A block's current status of a long-running process, as a status notification
+#: reports it: (status, requestId), e.g. ("Idle", None) (F06 TriggerMessage).
+StatusSource = Callable[[], tuple[str, int | None]]
 
 
 class _CoreOutbox:
@@ -385,11 +399,19 @@ class OcppStation:
         self._last_exchange = 0.0
         #: set when the link must be re-established once our CALL is answered
         self._reconnect_reason: str | None = None
+        #: B11/B12: the reason stored by a CSMS Reset (RemoteReset) for this boot
+        self._stored_boot_reason: str | None = (state.get(BOOT_STATE) or {}).get("reason")
         self._network = NetworkProfiles(
             configured_profile=model.int_value(dm.SECURITY, dm.SECURITY_PROFILE),
             priority=model.list_value(dm.OCPP_COMM, dm.NETWORK_CONFIGURATION_PRIORITY),
             persisted=state.get("network"),
         )
+        # Appendix 3: the SupplyPhases each EVSE's rating gives (not persisted).
+        for name, evse_id, connector_id, variable, value in rating_values(
+            identity.evse_connectors, identity.evse_ratings
+        ):
+            component = ComponentKey(name, evse_id=evse_id, connector_id=connector_id)
+            self._update(component, VariableKey(variable), value)
         # ------------------------------------------------- functional blocks
         outbox = _CoreOutbox(self)
         evse_connectors = identity.evse_connectors
@@ -406,7 +428,10 @@ class OcppStation:
             stored=state.get("transactions"),
         )
         self._availability = AvailabilityBlock(
-            outbox, evse_connectors=evse_connectors, transactions=self._transactions
+            outbox,
+            evse_connectors=evse_connectors,
+            transactions=self._transactions,
+            stored=state.get("availability"),
         )
         smart_charging = SmartChargingBlock(
             outbox,
@@ -423,6 +448,15 @@ class OcppStation:
             security=self._security,
             transactions=self._transactions,
         )
+        self._firmware = FirmwareBlock(
+            outbox,
+            signing=identity.firmware_signing,
+            transactions=self._transactions,
+            security=self._security,
+            running_version=identity.firmware_version,
+            stored=state.get("firmware"),
+        )
+        self._diagnostics = DiagnosticsBlock(outbox, customers=self._authorization)
         #: every block, in the order their hooks run
         self._blocks: tuple[Block, ...] = (
             provisioning,
@@ -431,6 +465,8 @@ class OcppStation:
             self._transactions,
             self._security,
             smart_charging,  # after transactions: it reads the transactions they keep
+            self._firmware,
+            self._diagnostics,  # last: it records the security events queued before it
         )
         # ---------------------------------------------------- dispatch table
         self._handlers: dict[str, Handler] = {
@@ -442,6 +478,12 @@ class OcppStation:
                 if action in self._handlers:
                     raise LocalProtocolError(f"two handlers for {action}")
                 self._handlers[action] = handler
+        #: F06: TriggerMessage of a status notification asks the block running that
+        #: process for (status, requestId); a message not listed here reports Idle.
+        self._status_sources: dict[str, StatusSource] = {
+            "FirmwareStatusNotification": self._firmware.firmware_status,
+            "LogStatusNotification": self._diagnostics.log_status,
+        }
 
     # ============================================================== outputs
     def actions(self) -> list[Action]:
@@ -484,6 +526,10 @@ class OcppStation:
     def start(self, now: float) -> None:
         """Power-up: connect right away."""
         self._connect_due = now
+        if self._stored_boot_reason is not None:
+            self._actions.append(StoreState(BOOT_STATE, {}))  # used by this boot only
+        # G03.FR.08 / G04.FR.09: Inoperative set by the CSMS survives the restart.
+        self._availability.restore(now)
         self._on_clock(now)
         self.handle_timer(now)
 
@@ -648,6 +694,8 @@ class OcppStation:
             # OCPP-J §4.3: NotImplemented = the action is not known by the receiver.
             self._reply_error(call, ErrorCode.NOT_IMPLEMENTED, f"unknown action {call.action}")
             return
+        if self._refused_before_accepted(call):
+            return
         handler = self._handlers.get(call.action)
         if handler is None:
             # OCPP-J §4.3: NotSupported = the action is known but not supported.
@@ -667,6 +715,32 @@ class OcppStation:
             self._reply_error(call, ErrorCode.INTERNAL_ERROR, "response failed validation")
             return
         self._send(CallResult(call.unique_id, outcome), f"CALLRESULT {call.action}")
+
+    def _refused_before_accepted(self, call: Call) -> bool:
+        """B02/B03: what the CSMS may ask before it accepted the station; anything
+        else gets its answer here (True)."""
+        if self.registration is Registration.REJECTED:
+            # B03.FR.08: SecurityError; only TriggerMessage BootNotification passes (the
+            # CSMS may have the station retry before the interval, TC_B_31).
+            if (
+                call.action == "TriggerMessage"
+                and call.payload.get("requestedMessage") == "BootNotification"
+            ):
+                return False
+        elif self.registration is Registration.PENDING:
+            if call.action in _ALLOWED_WHILE_PENDING:
+                return False
+            if call.action in ("RequestStartTransaction", "RequestStopTransaction"):
+                # B02.FR.05: no remote start or stop before Accepted.
+                answer = CallResult(call.unique_id, {"status": "Rejected"})
+                self._send(answer, f"CALLRESULT {call.action}")
+                return True
+        else:
+            return False
+        status = self.registration.value
+        logger.warning("refusing %s while %s", call.action, status)
+        self._reply_error(call, ErrorCode.SECURITY_ERROR, f"{call.action} refused while {status}")
+        return True
 
     def _reply_error(self, call: Call, code: ErrorCode, description: str) -> None:
         self._send(
@@ -747,7 +821,11 @@ class OcppStation:
             station["serialNumber"] = self.identity.serial_number
         if self.identity.firmware_version:
             station["firmwareVersion"] = self.identity.firmware_version
-        return {"chargingStation": station, "reason": self.identity.boot_reason}
+        # L01: the first boot after a firmware install says so.
+        reason = (
+            self._firmware.boot_reason() or self._stored_boot_reason or self.identity.boot_reason
+        )
+        return {"chargingStation": station, "reason": reason}
 
     def _on_boot_response(self, payload: JsonObject, inflight: _InFlight, now: float) -> None:
         status = Registration(payload["status"])
@@ -938,8 +1016,21 @@ class OcppStation:
             if not self._availability.trigger_status_notification(evse_id, connector_id, now):
                 return {"status": "Rejected"}
         elif requested == "TransactionEvent":
+            # F06 (TC_F_13/TC_F_14): that EVSE's transaction, or every EVSE's one.
             if not self._transactions.trigger_transaction_event(evse_id, now):
                 return {"status": "Rejected"}
+        elif requested == "MeterValues":
+            # F06 (TC_F_11/TC_F_12): that EVSE's latest values, or every EVSE's.
+            if not self._transactions.trigger_meter_values(evse_id, now):
+                return {"status": "Rejected"}
+        elif requested in ("FirmwareStatusNotification", "LogStatusNotification"):
+            # F06 (TC_F_18/TC_F_15): Idle while no update / upload runs.
+            source = self._status_sources.get(requested)
+            status, request_id = source() if source is not None else ("Idle", None)
+            payload: JsonObject = {"status": status}
+            if request_id is not None:
+                payload["requestId"] = request_id
+            self._volatile.append(_Outgoing(requested, payload, requested_by_csms=True))
         elif requested in ("SignChargingStationCertificate", "SignV2GCertificate"):
             if not self._security.trigger_signing(requested):
                 return {"status": "Rejected"}

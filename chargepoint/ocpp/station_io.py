@@ -9,7 +9,7 @@ units are in the field names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -233,6 +233,34 @@ class EvChargingSchedule:
     periods: tuple[EvSchedulePeriod, ...]
 
 
+@dataclass(frozen=True)
+class LogUploadProgress:
+    """How the upload of GetLog ``request_id`` goes (N01): an UploadLogStatusEnumType
+    value: Uploading, then Uploaded, UploadFailure, BadMessage, PermissionDenied or
+    NotSupportedOperation."""
+
+    request_id: int
+    status: str
+
+
+@dataclass(frozen=True)
+class FirmwareProgress:
+    """How a firmware update (L01) the core asked for is going, from the runtime.
+
+    ``status`` is a FirmwareStatusEnumType value the runtime reaches: Downloaded
+    (``path``: the file), DownloadFailed (after the retries), DownloadPaused,
+    SignatureVerified, InvalidSignature, InstallRebooting (``version``: the release
+    switched to, started at the next boot), InstallationFailed,
+    InstallVerificationFailed.  ``detail`` goes to the log and security events.
+    """
+
+    request_id: int
+    status: str
+    path: str | None = None
+    version: str | None = None
+    detail: str = ""
+
+
 StationEvent = (
     ConnectorStatusChanged
     | MeterSample
@@ -244,6 +272,8 @@ StationEvent = (
     | SecurityEventOccurred
     | EvChargingNeeds
     | EvChargingSchedule
+    | FirmwareProgress
+    | LogUploadProgress
 )
 
 
@@ -334,6 +364,74 @@ class ChargingNeedsAnswer:
     status: str
 
 
+@dataclass(frozen=True)
+class UploadLog:
+    """GetLog (N01): collect the ``log_type`` log (DiagnosticsLog, SecurityLog) from
+    ``oldest_utc_s`` to ``latest_utc_s`` (None: unbounded) into ``filename`` and upload
+    it to ``url``, retrying ``retries`` times ``retry_interval_s`` apart; report each
+    step as :class:`LogUploadProgress`.  Replaces any upload still running."""
+
+    request_id: int
+    log_type: str
+    url: str = field(repr=False)  # may carry user:password: kept out of log lines
+    filename: str
+    oldest_utc_s: float | None
+    latest_utc_s: float | None
+    retries: int
+    retry_interval_s: int
+
+
+@dataclass(frozen=True)
+class RecordSecurityEvent:
+    """A security event (A04) for the station's own security log (N01 SecurityLog);
+    ``timestamp`` is the OCPP timestamp the SecurityEventNotification carries."""
+
+    kind: str
+    timestamp: str
+    tech_info: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadFirmware:
+    """UpdateFirmware (L01): download ``url`` (at most ``retries`` more attempts,
+    ``retry_interval_s`` apart) and check ``signature`` (base64, SHA-256) with the
+    signing certificate (PEM); report Downloaded, then SignatureVerified or
+    InvalidSignature, or DownloadFailed."""
+
+    request_id: int
+    url: str
+    retries: int
+    retry_interval_s: int
+    signing_certificate: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class InstallFirmware:
+    """Install the verified firmware at ``path`` beside the running one and switch to
+    it; report InstallRebooting (with the version) or InstallationFailed /
+    InstallVerificationFailed."""
+
+    request_id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class CancelFirmware:
+    """A newer UpdateFirmware cancelled request ``request_id`` (L01.FR.24): stop its
+    download or install; report nothing more for it."""
+
+    request_id: int
+
+
+@dataclass(frozen=True)
+class RebootForFirmware:
+    """The switched release starts at the next boot: restart the service now (the
+    InstallRebooting notification and the pending request are stored already)."""
+
+    request_id: int
+
+
 StationCommand = (
     RemoteStart
     | RemoteStop
@@ -342,4 +440,10 @@ StationCommand = (
     | UnlockConnector
     | ChargingLimit
     | ChargingNeedsAnswer
+    | UploadLog
+    | RecordSecurityEvent
+    | DownloadFirmware
+    | InstallFirmware
+    | CancelFirmware
+    | RebootForFirmware
 )

@@ -79,3 +79,7 @@ def test_redaction_of_headers_and_keys() -> None:
     pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----"
     assert redact(f"key: {pem} done") == "key: [private key redacted] done"
     assert redact("nothing secret here") == "nothing secret here"
+    # a CSMS may put credentials in a GetLog / UpdateFirmware location
+    frame = '[2,"1","GetLog",{"log":{"remoteLocation":"https://ops:s3cret@logs.example/up"}}]'
+    assert "s3cret" not in redact(frame) and "https://ops:[redacted]@logs" in redact(frame)
+    assert redact("https://logs.example/a:b") == "https://logs.example/a:b"

@@ -211,7 +211,7 @@ async def test_every_incoming_call_is_answered_and_the_station_keeps_running(
 ) -> None:
     async with Csms() as csms, running(settings(csms, tmp_path / "s.db")):
         await csms.until(lambda: len(csms.received("StatusNotification")) == 2)
-        answer = await csms.raw_call('[2,"u1","UpdateFirmware",{}]', "u1")
+        answer = await csms.raw_call('[2,"u1","PublishFirmware",{}]', "u1")
         assert answer[:3] == [4, "u1", "NotSupported"]
         answer = await csms.raw_call('[2,"u2","MakeCoffee",{}]', "u2")
         assert answer[:3] == [4, "u2", "NotImplemented"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chargepoint.ocpp import device_model as dm
+from chargepoint.ocpp.certificates import CertificateHash, InstalledCertificate, NoCertificates
 from chargepoint.ocpp.network import NetworkProfiles
 from chargepoint.ocpp.station import Link, OpenConnection
 
@@ -140,3 +141,87 @@ def test_the_connected_slot_stays_current_when_the_floor_rises() -> None:
     assert [p.slot for p in profiles.usable()] == [2, 1]
     assert profiles.failed(1).slot == 2  # type: ignore[union-attr]
     assert profiles.failed(1).slot == 1  # type: ignore[union-attr]
+
+
+class _Certs(NoCertificates):
+    """A certificate store holding a CSMS root and/or a station certificate."""
+
+    def __init__(self, *, root: bool, station: bool) -> None:
+        self.root, self.station = root, station
+
+    def installed(self) -> list[InstalledCertificate]:
+        digest = CertificateHash("SHA256", "aa", "bb", "1")
+        return [InstalledCertificate("CSMSRootCertificate", digest)] if self.root else []
+
+    def has_station_certificate(self) -> bool:
+        return self.station
+
+
+def set_priority(h: Harness, value: str) -> dict[str, Any]:
+    frames = h.receive(
+        [
+            2,
+            "sp",
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "attributeValue": value,
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "NetworkConfigurationPriority"},
+                    }
+                ]
+            },
+        ]
+    )
+    result: dict[str, Any] = frames[0][2]["setVariableResult"][0]
+    return result
+
+
+def test_tc_a_20_no_upgrade_without_a_csms_root_certificate() -> None:
+    """TC_A_20_CS: profile 1, no CSMSRootCertificate; the CSMS stores a profile-2
+    connection and puts its slot first in NetworkConfigurationPriority: Rejected."""
+    h = Harness(certificates=_Certs(root=False, station=False))
+    h.answer_all(h.boot())
+    assert set_network_profile(h, 1, connection_data(2))["status"] == "Accepted"  # may be
+    answer = set_priority(h, "1,0")
+    assert answer["attributeStatus"] == "Rejected"
+    assert answer["attributeStatusInfo"] == {"reasonCode": "NoRootCertificate"}
+    # with the root installed the same priority is accepted (TC_A_19)
+    ok = Harness(certificates=_Certs(root=True, station=False))
+    ok.answer_all(ok.boot())
+    set_network_profile(ok, 1, connection_data(2))
+    assert set_priority(ok, "1,0")["attributeStatus"] in ("Accepted", "RebootRequired")
+
+
+def test_tc_a_21_no_profile_3_without_a_station_certificate() -> None:
+    """TC_A_21_CS: a profile-3 slot without a ChargingStationCertificate is refused,
+    by SetNetworkProfile and by NetworkConfigurationPriority alike."""
+    h = Harness(certificates=_Certs(root=True, station=False))
+    h.answer_all(h.boot())
+    assert set_network_profile(h, 1, connection_data(3))["statusInfo"] == {
+        "reasonCode": "NoCertificate"
+    }
+    store = FakeStore()
+    store.state["network"] = {"floor": 0, "slots": {"1": connection_data(3)}}
+    later = Harness(store, certificates=_Certs(root=True, station=False))
+    later.answer_all(later.boot())
+    answer = set_priority(later, "1,0")
+    assert answer["attributeStatus"] == "Rejected"
+    assert answer["attributeStatusInfo"] == {"reasonCode": "NoCertificate"}
+
+
+def test_tc_a_22_no_downgrade_through_the_priority_list() -> None:
+    """TC_A_22_CS: once connected with profile 2, a slot with profile 1 can neither
+    be stored nor put in NetworkConfigurationPriority."""
+    store = FakeStore()
+    h = upgraded_harness(store)
+    frames = h.connect()
+    h.answer_all(h.reply(frames[-1], boot_result()))
+    assert h.model.value(dm.SECURITY, dm.SECURITY_PROFILE) == "2"
+    assert set_network_profile(h, 2, connection_data(1, "ws://old.example/ocpp"))["statusInfo"] == {
+        "reasonCode": "NoDowngrade"
+    }
+    answer = set_priority(h, "0,1")  # slot 0: the configuration file's profile 1
+    assert answer["attributeStatus"] == "Rejected"
+    assert answer["attributeStatusInfo"] == {"reasonCode": "NoDowngrade"}

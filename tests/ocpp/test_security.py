@@ -96,7 +96,7 @@ def watching(needle: str) -> Iterator[LogWatch]:
 
 
 # ---------------------------------------------------------------- profile 2
-async def test_profile_2_connects_with_the_configured_root(
+async def test_tc_a_04_profile_2_connects_with_the_configured_root(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     # TC_A_04-like: server certificate valid -> connected, Basic auth inside TLS
@@ -108,7 +108,7 @@ async def test_profile_2_connects_with_the_configured_root(
             assert csms.requests[0].headers["Authorization"].startswith("Basic ")
 
 
-async def test_profile_2_refuses_an_unknown_ca_says_why_and_reports_it(
+async def test_tc_a_05_profile_2_refuses_an_unknown_ca_says_why_and_reports_it(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     # TC_A_05-like: not signed by the CSMSRootCertificate; once the right root is
@@ -130,7 +130,7 @@ async def test_profile_2_refuses_an_unknown_ca_says_why_and_reports_it(
                 assert "unknown CA" in event["techInfo"]
 
 
-async def test_profile_2_refuses_an_expired_server_certificate(
+async def test_tc_a_05_profile_2_refuses_an_expired_server_certificate(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     tls = server_context(tmp_path, issue(cas["root"], "csms", expired=True))
@@ -144,7 +144,7 @@ async def test_profile_2_refuses_an_expired_server_certificate(
                 assert csms.requests == []
 
 
-async def test_profile_2_refuses_a_server_without_tls_1_2(
+async def test_tc_a_06_profile_2_refuses_a_server_without_tls_1_2(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     # TC_A_06-like: the CSMS offers at most TLS 1.1.  A blocking server sends the
@@ -185,7 +185,7 @@ async def test_profile_2_refuses_a_server_without_tls_1_2(
 
 
 # ---------------------------------------------------------------- profile 3
-async def test_profile_3_connects_with_a_client_certificate_without_basic_auth(
+async def test_tc_a_07_profile_3_connects_with_a_client_certificate_without_basic_auth(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     # TC_A_07-like
@@ -359,7 +359,7 @@ def test_certificate_hash_of_an_intermediate_uses_its_issuer(cas: dict[str, Issu
     assert got.issuer_key_hash == expected_hash(cas["root"].cert)["issuer_key_hash"]
 
 
-async def test_a05_upgrade_to_profile_2_over_ocpp_and_fall_back_when_it_fails(
+async def test_tc_a_19_upgrade_to_profile_2_over_ocpp_and_fall_back_when_it_fails(
     cas: dict[str, Issued], tmp_path: Path
 ) -> None:
     # TC_A_19/A_20-like: the CSMS installs its root, stores a profile-2 connection in

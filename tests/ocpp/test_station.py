@@ -272,7 +272,7 @@ def test_every_call_gets_one_answer() -> None:
     h = Harness()
     h.answer_all(h.boot())
     assert h.receive([2, "a", "FlyToTheMoon", {}])[0][:3] == [4, "a", "NotImplemented"]
-    assert h.receive([2, "b", "UpdateFirmware", {}])[0][:3] == [4, "b", "NotSupported"]
+    assert h.receive([2, "b", "PublishFirmware", {}])[0][:3] == [4, "b", "NotSupported"]
     assert h.receive([2, "c", "Reset", {"type": "Sometimes"}])[0][:3] == [
         4,
         "c",

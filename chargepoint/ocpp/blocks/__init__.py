@@ -16,6 +16,11 @@ holds the block's state and talks to the core through
                                 GetTransactionStatus (the payloads are
                                 :mod:`chargepoint.ocpp.transactions`)
 :mod:`.security`                A/M: certificates, SignCertificate, security events
+:mod:`.smart_charging`          K: charging profiles, composite schedules, the limit
+                                each EVSE gets, NotifyEVChargingNeeds/Schedule
+                                (payloads in :mod:`.ev_charging_needs`)
+:mod:`.firmware`                L: UpdateFirmware, FirmwareStatusNotification
+:mod:`.diagnostics`             N: GetLog, LogStatusNotification, CustomerInformation
 ==============================  ===================================================
 
 Adding a block: a module with a :class:`~chargepoint.ocpp.outbox.Block` subclass,

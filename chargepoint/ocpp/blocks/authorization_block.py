@@ -227,3 +227,23 @@ class AuthorizationBlock(Block):
 
     def _on_get_local_list_version(self, call: Call, now: float, size: int) -> JsonObject:
         return {"versionNumber": self._local_list.version}  # D02
+
+    # ------------------------------------------------ customer data (N09/N10)
+    def customer_records(self, token: IdToken, utc: float) -> list[str]:
+        """What the cache and the local list hold for ``token``, one line each."""
+        who = f"{token.kind}:{token.id_token}"
+        lines = []
+        cached = self._auth_cache.peek(token, utc)
+        if cached is not None:
+            lines.append(f"authorization cache: {who} status {cached['info']['status']}")
+        listed = self._local_list.lookup(token)
+        if listed is not None:
+            lines.append(f"local authorization list: {who} status {listed['status']}")
+        return lines
+
+    def forget_customer(self, token: IdToken) -> list[str]:
+        """N10: remove ``token`` from the cache (the local list is the CSMS's own)."""
+        if not self._auth_cache.remove(token):
+            return []
+        self._outbox.emit(StoreState("auth_cache", self._auth_cache.snapshot()))
+        return [f"authorization cache: {token.kind}:{token.id_token}"]

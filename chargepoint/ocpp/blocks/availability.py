@@ -9,17 +9,24 @@ what changed while offline after a reconnect.  OCPP 2.1 also gets a NotifyEvent
 (trigger Delta) on Connector.AvailabilityState.  ChangeAvailability and
 UnlockConnector become commands for the runtime (G03/G04, F05); faults become
 NotifyEvent alerts on the component's Problem variable.
+
+What the CSMS made Inoperative (station, EVSE or connector) is kept per
+connector in the state file and survives a reset or power cut (G03.FR.08,
+G04.FR.09): at start the runtime is told again, and until it reports back the
+block itself reports such a connector Unavailable instead of Available, so the
+first StatusNotification after the boot is already right.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from chargepoint.ocpp import device_model as dm
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
 from chargepoint.ocpp.device_model import ComponentKey
-from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox
+from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox, StoreState
 from chargepoint.ocpp.rpc import Call, JsonObject, ProtocolVersion
 from chargepoint.ocpp.station_io import (
     ConnectorStatus,
@@ -33,6 +40,11 @@ from chargepoint.ocpp.station_io import (
 
 logger = logging.getLogger(__name__)
 
+#: State-file entry: the connectors the CSMS set Inoperative.
+AVAILABILITY_STATE = "availability"
+
+Connector = tuple[int, int]
+
 
 class AvailabilityBlock(Block):
     """Connector status (G01), ChangeAvailability (G03/G04), UnlockConnector (F05),
@@ -44,6 +56,7 @@ class AvailabilityBlock(Block):
         *,
         evse_connectors: Mapping[int, int],
         transactions: TransactionsBlock,
+        stored: Mapping[str, Any] | None = None,
     ) -> None:
         self._outbox = outbox
         self._model = outbox.model
@@ -55,7 +68,15 @@ class AvailabilityBlock(Block):
             for conn in range(1, count + 1)
         }
         #: what the CSMS was last told, per connector
-        self._reported: dict[tuple[int, int], ConnectorStatus] = {}
+        self._reported: dict[Connector, ConnectorStatus] = {}
+        #: the status last shown in Connector.AvailabilityState, per connector
+        self._shown: dict[Connector, ConnectorStatus] = dict(self._status)
+        #: connectors the CSMS set Inoperative (persisted)
+        self._inoperative: set[Connector] = {
+            (int(evse), int(conn))
+            for evse, conn in (stored or {}).get("inoperative", [])
+            if (int(evse), int(conn)) in self._status
+        }
         #: eventId of the last NotifyEvent
         self._event_seq = 0
 
@@ -78,42 +99,86 @@ class AvailabilityBlock(Block):
         if key not in self._status:
             logger.error("runtime reported unknown connector %s: ignored", key)
             return
-        changed = self._status[key] is not event.status
         self._status[key] = event.status
-        connector = ComponentKey(
-            "Connector", evse_id=event.evse_id, connector_id=event.connector_id
-        )
-        self._outbox.update(connector, dm.AVAILABILITY_STATE, event.status.value)
-        if self._outbox.online:
-            self.resync_status(now)
-            if changed and self._outbox.version is ProtocolVersion.V21:
-                # OCPP 2.1: StatusNotification is deprecated in favour of device-model
-                # events; report the change both ways (Connector.AvailabilityState, Delta).
-                self._event_seq += 1
-                data: JsonObject = {
-                    "eventId": self._event_seq,
-                    "timestamp": self._outbox.utc_now(now),
-                    "trigger": "Delta",
-                    "actualValue": event.status.value,
-                    "eventNotificationType": "HardWiredNotification",
-                    "component": connector.to_json(),
-                    "variable": dm.AVAILABILITY_STATE.to_json(),
-                }
-                self._outbox.enqueue(
-                    "NotifyEvent",
-                    {
-                        "generatedAt": self._outbox.utc_now(now),
-                        "seqNo": 0,
-                        "tbc": False,
-                        "eventData": [data],
-                    },
-                    None,
-                )
+        self._publish(now)
+
+    def _effective(self, key: Connector) -> ConnectorStatus:
+        """The runtime's status, except that an Inoperative connector the runtime
+        still calls Available is Unavailable (G03.FR.08: e.g. right after a boot)."""
+        status = self._status[key]
+        if key in self._inoperative and status is ConnectorStatus.AVAILABLE:
+            return ConnectorStatus.UNAVAILABLE
+        return status
+
+    def _publish(self, now: float) -> None:
+        """Connector.AvailabilityState follows every change; online, the CSMS hears
+        of it (G01), with OCPP 2.1 also as a NotifyEvent."""
+        changed: list[tuple[ComponentKey, ConnectorStatus]] = []
+        for key in sorted(self._status):
+            status = self._effective(key)
+            if self._shown.get(key) is status:
+                continue
+            self._shown[key] = status
+            connector = ComponentKey("Connector", evse_id=key[0], connector_id=key[1])
+            self._outbox.update(connector, dm.AVAILABILITY_STATE, status.value)
+            changed.append((connector, status))
+        if not self._outbox.online:
+            return
+        self.resync_status(now)
+        if self._outbox.version is not ProtocolVersion.V21:
+            return
+        for connector, status in changed:
+            # OCPP 2.1: StatusNotification is deprecated in favour of device-model
+            # events; report the change both ways (Connector.AvailabilityState, Delta).
+            self._event_seq += 1
+            data: JsonObject = {
+                "eventId": self._event_seq,
+                "timestamp": self._outbox.utc_now(now),
+                "trigger": "Delta",
+                "actualValue": status.value,
+                "eventNotificationType": "HardWiredNotification",
+                "component": connector.to_json(),
+                "variable": dm.AVAILABILITY_STATE.to_json(),
+            }
+            self._outbox.enqueue(
+                "NotifyEvent",
+                {
+                    "generatedAt": self._outbox.utc_now(now),
+                    "seqNo": 0,
+                    "tbc": False,
+                    "eventData": [data],
+                },
+                None,
+            )
+
+    def restore(self, now: float) -> None:
+        """At start: tell the runtime again what the CSMS set Inoperative before the
+        restart (G03.FR.08, G04.FR.09), as few commands as cover it."""
+        if not self._inoperative:
+            return
+        if self._inoperative == set(self._status):
+            commands = [SetAvailability(None, None, operative=False)]
+        else:
+            commands = []
+            for evse_id, count in sorted(self._evse_connectors.items()):
+                keys = {(evse_id, conn) for conn in range(1, count + 1)}
+                if keys <= self._inoperative:
+                    commands.append(SetAvailability(evse_id, None, operative=False))
+                else:
+                    commands += [
+                        SetAvailability(evse_id, conn, operative=False)
+                        for _, conn in sorted(keys & self._inoperative)
+                    ]
+        logger.info("restoring Inoperative: %s", sorted(self._inoperative))
+        for command in commands:
+            self._outbox.emit(DeliverCommand(command))
+        self._publish(now)
 
     def resync_status(self, now: float, *, everything: bool = False) -> None:
         """G01: a StatusNotification per connector whose state the CSMS does not know
         (``everything``: per connector, after an Accepted BootNotification)."""
-        for (evse_id, connector_id), status in sorted(self._status.items()):
+        for evse_id, connector_id in sorted(self._status):
+            status = self._effective((evse_id, connector_id))
             if not everything and self._reported.get((evse_id, connector_id)) is status:
                 continue
             self._reported[(evse_id, connector_id)] = status
@@ -140,12 +205,12 @@ class AvailabilityBlock(Block):
         if not keys:
             return False
         for key in keys:
-            self._reported[key] = self._status[key]
+            self._reported[key] = self._effective(key)
             self._outbox.send(
                 "StatusNotification",
                 {
                     "timestamp": self._outbox.utc_now(now),
-                    "connectorStatus": self._status[key].value,
+                    "connectorStatus": self._reported[key].value,
                     "evseId": key[0],
                     "connectorId": key[1],
                 },
@@ -200,6 +265,22 @@ class AvailabilityBlock(Block):
         else:
             evse_id = None
         self._outbox.emit(DeliverCommand(SetAvailability(evse_id, connector_id, operative)))
+        # G03.FR.08 / G04.FR.09: the new state persists (a Scheduled one too: the
+        # transaction does not survive a restart, the wish does).
+        scope = {
+            key
+            for key in self._status
+            if evse_id is None or (key[0] == evse_id and connector_id in (None, key[1]))
+        }
+        before = set(self._inoperative)
+        if operative:
+            self._inoperative -= scope
+        else:
+            self._inoperative |= scope
+        if self._inoperative != before:
+            inoperative = [list(key) for key in sorted(self._inoperative)]
+            self._outbox.emit(StoreState(AVAILABILITY_STATE, {"inoperative": inoperative}))
+        self._publish(now)
         # G03/G04: with a transaction running, the change is Scheduled.
         busy = self._transactions.busy(evse_id)
         return {"status": "Scheduled" if busy and not operative else "Accepted"}

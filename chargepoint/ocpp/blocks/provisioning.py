@@ -5,9 +5,26 @@ Theory of operation: GetVariables / SetVariables (B05/B06) go straight to
 ItemsPerMessage / BytesPerMessage limits of DeviceDataCtrlr; a value the CSMS
 sets is persisted, and a new BasicAuthPassword makes the station reconnect
 (A01).  GetBaseReport (B07) answers at once and the report follows as
-NotifyReport parts, each within the GetReport limits.  Reset (B11/B12) becomes
-a command for the runtime; SetNetworkProfile (B09) stores a connection profile
-for a later connection (the core uses them, :mod:`chargepoint.ocpp.network`).
+NotifyReport parts, each within the GetReport limits.  SetNetworkProfile (B09)
+stores a connection profile for a later connection (the core uses them,
+:mod:`chargepoint.ocpp.network`).
+
+Reset (B11/B12) is a small state machine, because the CSMS must hear of every
+transaction's end *before* the station goes down, not as a PowerLoss after it:
+
+* EVSE reset: ``ResetRequested(kind, evse)`` at once (the runtime stops that EVSE;
+  OnIdle waits for its session to end).
+* Station reset, Immediate: ``ResetRequested(Immediate, evse)`` for each EVSE with a
+  transaction; the runtime ends it (its next :class:`EvseActivity` carries
+  ``stopped_reason`` ImmediateReset, which ends it with trigger ResetCommand) and
+  stops charging.  A transaction still open after that snapshot, or after
+  MessageTimeout, is ended here.
+* Station reset, OnIdle: nothing until no transaction is open.
+* Then, with no transaction left, the block waits until no TransactionEvent is
+  queued (at most MessageTimeout; not at all while offline: they are durable),
+  stores the next boot reason (RemoteReset) and sends ``ResetRequested(kind)``,
+  evse None: the runtime restarts at once.  The store writes come first in the
+  actions, so the Ended events and the boot reason are on disk before it sees it.
 """
 
 from __future__ import annotations
@@ -30,9 +47,23 @@ from chargepoint.ocpp.outbox import (
     StoreVariable,
 )
 from chargepoint.ocpp.rpc import Call, CallError, ErrorCode, JsonObject
-from chargepoint.ocpp.station_io import ResetKind, ResetRequested
+from chargepoint.ocpp.station_io import (
+    EvseActivity,
+    MeterSample,
+    ResetKind,
+    ResetRequested,
+    SessionEnded,
+    SessionStarted,
+    StationEvent,
+    StoppedReason,
+)
 
 logger = logging.getLogger(__name__)
+
+#: State-file entry holding the reason of the next BootNotification (B11/B12).
+BOOT_STATE = "boot"
+#: BootReasonEnumType after a Reset from the CSMS.
+REMOTE_RESET = "RemoteReset"
 
 
 class ProvisioningBlock(Block):
@@ -54,6 +85,18 @@ class ProvisioningBlock(Block):
         self._network = network
         self._security = security
         self._transactions = transactions
+        #: a station reset waiting for the transactions to end and be delivered
+        self._reset: ResetKind | None = None
+        #: the station-wide reset went to the runtime: it is restarting
+        self._restarting = False
+        #: when to stop waiting for the queued TransactionEvents (monotonic s)
+        self._drain_until: float | None = None
+        #: EVSEs whose transaction the runtime was told to end (Immediate), by deadline
+        self._ending: dict[int, float] = {}
+        #: ... of those, the EVSEs whose reset snapshot has been seen
+        self._reset_seen: set[int] = set()
+        #: the latest meter reading per EVSE (for an Ended this block must send)
+        self._meter: dict[int, MeterSample] = {}
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -129,6 +172,22 @@ class ProvisioningBlock(Block):
         results = []
         for entry in entries:
             attribute = AttributeType(entry.get("attributeType", "Actual"))
+            if (
+                entry["component"].get("name") == dm.OCPP_COMM.name
+                and entry["variable"].get("name") == dm.NETWORK_CONFIGURATION_PRIORITY.name
+                and (problem := self._priority_problem(str(entry["attributeValue"])))
+            ):
+                logger.warning("NetworkConfigurationPriority refused: %s", problem)
+                results.append(
+                    {
+                        "attributeStatus": "Rejected",
+                        "attributeType": attribute.value,
+                        "component": entry["component"],
+                        "variable": entry["variable"],
+                        "attributeStatusInfo": {"reasonCode": problem},
+                    }
+                )
+                continue
             outcome = self._model.set(
                 ComponentKey.from_json(entry["component"]),
                 VariableKey.from_json(entry["variable"]),
@@ -205,17 +264,124 @@ class ProvisioningBlock(Block):
         if evse_id is not None and evse_id not in self._evse_connectors:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
         busy = self._transactions.busy(evse_id)
-        self._outbox.emit(DeliverCommand(ResetRequested(kind, evse_id)))
-        # B12: OnIdle with a transaction running is Scheduled; otherwise Accepted.
-        return {"status": "Scheduled" if kind is ResetKind.ON_IDLE and busy else "Accepted"}
+        # B12.FR.01: OnIdle with a transaction running is Scheduled; otherwise Accepted.
+        answer: JsonObject = {
+            "status": "Scheduled" if kind is ResetKind.ON_IDLE and busy else "Accepted"
+        }
+        if self._restarting:
+            return answer  # already going down
+        if evse_id is not None:
+            if kind is ResetKind.IMMEDIATE and busy:
+                self._end_for_reset(evse_id, now)  # B12.FR.08: Ended before the EVSE reset
+            self._outbox.emit(DeliverCommand(ResetRequested(kind, evse_id)))
+            return answer
+        if self._reset is not ResetKind.IMMEDIATE:
+            self._reset = kind
+        self._drain_until = None
+        if kind is ResetKind.IMMEDIATE:
+            # B12.FR.04: end every transaction (ResetCommand, ImmediateReset) first.
+            for evse in sorted(self._evse_connectors):
+                if self._transactions.busy(evse) and evse not in self._ending:
+                    self._end_for_reset(evse, now)
+                    self._outbox.emit(DeliverCommand(ResetRequested(kind, evse)))
+        return answer  # the restart itself follows from on_clock, after this answer
+
+    def _end_for_reset(self, evse_id: int, now: float) -> None:
+        timeout = self._model.int_value(dm.OCPP_COMM, dm.MESSAGE_TIMEOUT)
+        self._ending[evse_id] = now + timeout
+        self._reset_seen.discard(evse_id)
+
+    def on_event(self, event: StationEvent, now: float) -> None:
+        match event:
+            case MeterSample():
+                self._meter[event.evse_id] = event
+            case SessionStarted() | EvseActivity():
+                self._meter[event.evse_id] = event.meter
+                if (
+                    isinstance(event, EvseActivity)
+                    and event.stopped_reason is StoppedReason.IMMEDIATE_RESET
+                    and event.evse_id in self._ending
+                ):
+                    self._reset_seen.add(event.evse_id)
+
+    def on_clock(self, now: float) -> None:
+        """Runs after every input (after the other blocks saw an event): end what
+        the runtime left open, then restart once everything is delivered."""
+        for evse_id, deadline in sorted(self._ending.items()):
+            if not self._transactions.busy(evse_id):
+                del self._ending[evse_id]
+            elif evse_id in self._reset_seen or now >= deadline:
+                # B12.FR.04/08: the runtime's snapshot did not end it (TxStopPoint), or
+                # no snapshot came: end it here, triggerReason ResetCommand.
+                logger.warning("EVSE %d: ending the transaction for the reset", evse_id)
+                meter = self._meter.get(evse_id) or MeterSample(evse_id, 0.0, 0.0, 0.0, 0.0, 0.0)
+                self._transactions.on_event(
+                    SessionEnded(evse_id, StoppedReason.IMMEDIATE_RESET, meter), now
+                )
+                del self._ending[evse_id]
+        self._reset_seen &= set(self._ending)
+        self._settle_reset(now)
+
+    def _settle_reset(self, now: float) -> None:
+        kind = self._reset
+        if kind is None:
+            return
+        if self._transactions.busy(None):
+            self._drain_until = None
+            return  # B12.FR.03: OnIdle waits until no transaction is running
+        if self._drain_until is None:
+            self._drain_until = now + self._model.int_value(dm.OCPP_COMM, dm.MESSAGE_TIMEOUT)
+        undelivered = any(m.action == "TransactionEvent" for m in self._outbox.queued())
+        if undelivered and self._outbox.online and now < self._drain_until:
+            return  # let the CSMS have the Ended events before the station goes down
+        logger.warning("reset (%s) requested by the CSMS: restarting", kind.value)
+        self._reset, self._drain_until, self._restarting = None, None, True
+        # B11/B12: the BootNotification after the restart says RemoteReset (stored
+        # first: the runtime restarts as soon as it sees the command).
+        self._outbox.emit(StoreState(BOOT_STATE, {"reason": REMOTE_RESET}))
+        self._outbox.emit(DeliverCommand(ResetRequested(kind)))
+
+    def next_deadline(self) -> float | None:
+        dues = list(self._ending.values())
+        if self._reset is not None and self._drain_until is not None:
+            dues.append(self._drain_until)
+        return min(dues) if dues else None
 
     # ==================================================== network profiles (B09)
+    def _missing_for_profile(self, profile: int, current: int) -> str | None:
+        """A05: what stops an upgrade to ``profile``: TLS needs a CSMSRootCertificate
+        (installed, or the one the current TLS connection already uses: TC_A_20),
+        profile 3 a ChargingStationCertificate (TC_A_21)."""
+        if profile >= 2 and current < 2 and not self._security.has_csms_root():
+            return "NoRootCertificate"
+        if profile == 3 and not self._security.has_station_certificate():
+            return "NoCertificate"
+        return None
+
+    def _priority_problem(self, value: str) -> str | None:
+        """A05.FR.02/.03/B09: NetworkConfigurationPriority may name only filled slots
+        whose profile is possible now and not a downgrade (TC_A_20, TC_A_21, TC_A_22)."""
+        current = self._model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
+        for item in (part.strip() for part in value.split(",")):
+            if not item.isdigit():
+                continue  # the device model's valuesList check answers this one
+            profile = self._network.security_profile_of(int(item))
+            if profile is None:
+                return "EmptySlot"
+            if profile < max(self._network.floor, current):
+                return "NoDowngrade"
+            missing = self._missing_for_profile(profile, current)
+            if missing is not None:
+                return missing
+        return None
+
     def _on_set_network_profile(self, call: Call, now: float, size: int) -> JsonObject:
         slot = call.payload["configurationSlot"]
         data = call.payload["connectionData"]
         current = self._model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
         if data["securityProfile"] == 3 and not self._security.has_station_certificate():
-            # A05: no upgrade to profile 3 without a ChargingStationCertificate.
+            # A05: no upgrade to profile 3 without a ChargingStationCertificate; the
+            # CSMS root is checked when the slot is put in NetworkConfigurationPriority
             return {"status": "Rejected", "statusInfo": {"reasonCode": "NoCertificate"}}
         problem = self._network.set_profile(slot, data, current)
         if problem is not None:

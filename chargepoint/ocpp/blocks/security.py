@@ -86,6 +86,10 @@ class SecurityBlock(Block):
         """A05: whether security profile 3 is possible."""
         return self._certs.has_station_certificate()
 
+    def has_csms_root(self) -> bool:
+        """A05: whether a CSMSRootCertificate is installed (TLS profiles possible)."""
+        return any(c.use == "CSMSRootCertificate" for c in self._certs.installed())
+
     def _refresh_certificate_entries(self) -> None:
         self._model.update(dm.SECURITY, dm.CERTIFICATE_ENTRIES, str(len(self._certs.installed())))
 
@@ -133,6 +137,10 @@ class SecurityBlock(Block):
         entry = next((c for c in installed if c.hash == target), None)
         if entry is None:
             return {"status": "NotFound"}  # M04
+        if entry.use == CHARGING_STATION_CERTIFICATE:
+            # M04.FR.06: the station's own certificate is never deleted this way.
+            logger.warning("refusing to delete the ChargingStationCertificate")
+            return {"status": "Failed", "statusInfo": {"reasonCode": "OwnCertificate"}}
         csms_roots = sum(1 for c in installed if c.use == CSMS_ROOT)
         profile = self._model.int_value(dm.SECURITY, dm.SECURITY_PROFILE)
         if entry.use == CSMS_ROOT and csms_roots == 1 and profile >= 2:

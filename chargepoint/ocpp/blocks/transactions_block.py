@@ -9,9 +9,13 @@ reports charging-state changes and a late authorization while one runs (E02).
 Meter samples give periodic Updated events (TxUpdatedInterval); at each
 clock-aligned instant (AlignedDataCtrlr.Interval, UTC) the latest samples go
 out as an Updated event within a transaction or as MeterValues outside one
-(J01/J02), and TxEndedInterval samples are kept for the Ended event.  Every
-TransactionEvent is durable (queued before it is sent); the open transactions
-are persisted so that seqNo survives a restart.
+(J01/J02).  Samples for the Ended event are kept at AlignedDataCtrlr.TxEndedInterval
+(clock-aligned) and SampledDataCtrlr.TxEndedInterval (from the transaction's
+start), both bounded in memory.  An authorization given while no EV is
+connected lapses after TxCtrlr.EVConnectionTimeOut (E03): a transaction it
+started ends (EVConnectTimeout / Timeout) and the runtime is told to withdraw
+it.  Every TransactionEvent is durable (queued before it is sent); the open
+transactions are persisted so that seqNo survives a restart.
 
 The payloads and seqNo bookkeeping are :mod:`chargepoint.ocpp.transactions`.
 """
@@ -21,13 +25,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chargepoint.ocpp import device_model as dm
 from chargepoint.ocpp import tx_points
 from chargepoint.ocpp.blocks.authorization_block import AuthorizationBlock
-from chargepoint.ocpp.device_model import VariableKey
+from chargepoint.ocpp.device_model import ComponentKey, VariableKey
 from chargepoint.ocpp.outbox import (
     Block,
     DeliverCommand,
@@ -48,6 +52,7 @@ from chargepoint.ocpp.station_io import (
     SessionEnded,
     SessionStarted,
     StationEvent,
+    StoppedReason,
 )
 from chargepoint.ocpp.transactions import Transactions, sampled_values
 
@@ -57,6 +62,14 @@ logger = logging.getLogger(__name__)
 _ALIGN_SLACK_S = 1e-3
 #: At most this many clock-aligned samples (TxEndedInterval) go into one Ended event.
 TX_ENDED_ALIGNED_MAX = 500
+#: At most this many SampledDataCtrlr.TxEndedInterval samples are kept per transaction
+#: (even, so that thinning keeps the newest): when full, every second one is dropped
+#: and the interval doubles, so a long transaction stays covered end to end.
+TX_ENDED_SAMPLED_MAX = 500
+#: TxCtrlr.EVConnectionTimeOut and SampledDataCtrlr.TxEndedInterval
+_EV_CONNECTION_TIMEOUT = VariableKey("EVConnectionTimeOut")
+_SAMPLED_TX_ENDED_INTERVAL = VariableKey("TxEndedInterval")
+_POWER = VariableKey("Power")
 
 
 class _AlignedClock:
@@ -83,6 +96,29 @@ class _AlignedClock:
         instant = float(math.floor((utc + _ALIGN_SLACK_S) / interval) * interval)
         self.due = instant + interval
         return instant
+
+
+@dataclass
+class _TxEndedSamples:
+    """SampledDataCtrlr.TxEndedInterval samples of one transaction (J02), every
+    ``interval * stride`` seconds from its start."""
+
+    due: float | None
+    interval: int
+    stride: int = 1
+    values: list[JsonObject] = field(default_factory=list)
+
+    def restart(self, now: float, interval: int) -> None:
+        self.interval = interval
+        self.due = now + interval * self.stride if interval > 0 else None
+
+    def take(self, instant: float, values: list[JsonObject]) -> None:
+        """Keep ``values`` sampled at ``instant`` (UTC epoch s); thin out when full."""
+        self.values.append({"timestamp": format_timestamp(instant), "sampledValue": values})
+        if len(self.values) > TX_ENDED_SAMPLED_MAX:
+            # Entries 0, 2, 4, ... are evenly spaced and the newest is among them.
+            self.values = self.values[::2]
+            self.stride *= 2
 
 
 @dataclass
@@ -122,6 +158,14 @@ class TransactionsBlock(Block):
         #: AlignedDataCtrlr.TxEndedInterval: samples kept for each transaction's Ended
         self._tx_ended_clock = _AlignedClock()
         self._tx_ended_values: dict[int, list[JsonObject]] = {}
+        #: SampledDataCtrlr.TxEndedInterval: samples kept for each transaction's Ended
+        self._tx_ended_samples: dict[int, _TxEndedSamples] = {}
+        #: E03: when the authorization given on an EVSE without an EV lapses
+        self._connect_deadline: dict[int, float] = {}
+        #: EVSEs whose authorization lapsed while the runtime still reports it
+        self._lapsed: set[int] = set()
+        #: the EVSE.Power value last reported, per EVSE
+        self._power: dict[int, str] = {}
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -167,12 +211,72 @@ class TransactionsBlock(Block):
 
     def trigger_transaction_event(self, evse_id: int | None, now: float) -> bool:
         """F06 TriggerMessage TransactionEvent: an Updated event with triggerReason
-        Trigger for the EVSE's transaction; ``False`` when it has none."""
-        sample = self._last_sample.get(evse_id) if evse_id is not None else None
-        if sample is None or self._transactions.on_evse(sample.evse_id) is None:
-            return False
-        self._on_meter_sample(sample, now, "Trigger")
-        return True
+        Trigger for the EVSE's transaction, or for every EVSE with one when
+        ``evse_id`` is None; ``False`` when there is none."""
+        targets = sorted(self._evse_connectors) if evse_id is None else [evse_id]
+        sent = False
+        for evse in targets:
+            tx = self._transactions.on_evse(evse)
+            sample = self._last_sample.get(evse)
+            if tx is None or sample is None:
+                continue
+            payload = self._transactions.updated(
+                sample,
+                timestamp=self._outbox.utc_now(now),
+                now=now,
+                offline=self._offline(),
+                interval_s=0,
+                measurands=self._measurands(dm.TX_UPDATED_MEASURANDS),
+                trigger="Trigger",
+            )
+            if payload is None:
+                continue
+            # F06 (TC_F_13, TC_F_14): the current chargingState, and the EVSE so that
+            # the events for all EVSEs can be told apart.
+            state = self._charging_state_now(evse, sample)
+            payload["transactionInfo"]["chargingState"] = state.value
+            payload["evse"] = {"id": evse, "connectorId": tx.connector_id}
+            track = self._tx_track.get(evse)
+            if track is not None:
+                track.state = state
+            self._store_transactions()
+            self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
+            sent = True
+        return sent
+
+    def trigger_meter_values(self, evse_id: int | None, now: float) -> bool:
+        """F06 TriggerMessage MeterValues: the latest AlignedDataCtrlr.Measurands of
+        the EVSE (of every EVSE for ``None``), context Trigger; ``False`` when no
+        EVSE has a reading yet."""
+        targets = sorted(self._evse_connectors) if evse_id is None else [evse_id]
+        measurands = self._model.list_value(dm.ALIGNED_DATA, dm.ALIGNED_MEASURANDS)
+        sent = False
+        for evse in targets:
+            sample = self._last_sample.get(evse)
+            if sample is None:
+                continue
+            reading: JsonObject = {
+                "timestamp": self._outbox.utc_now(now),
+                "sampledValue": sampled_values(sample, "Trigger", measurands)
+                # MeterValues needs at least one value: the register if none is configured
+                or sampled_values(sample, "Trigger", ("Energy.Active.Import.Register",)),
+            }
+            self._outbox.send(
+                "MeterValues", {"evseId": evse, "meterValue": [reading]}, requested_by_csms=True
+            )
+            sent = True
+        return sent
+
+    def _charging_state_now(self, evse_id: int, sample: MeterSample) -> ChargingState:
+        """The chargingState right now: from the EVSE's flags, else the last one
+        reported, else from the meter (runtime-driven sessions)."""
+        activity = self._activity.get(evse_id)
+        if activity is not None:
+            return tx_points.charging_state(activity)
+        track = self._tx_track.get(evse_id)
+        if track is not None and track.state is not None:
+            return track.state
+        return ChargingState.CHARGING if sample.power_w != 0 else ChargingState.EV_CONNECTED
 
     # ------------------------------------------------------------- helpers
     def _offline(self) -> bool:
@@ -200,7 +304,7 @@ class TransactionsBlock(Block):
             measurands=self._measurands(dm.TX_STARTED_MEASURANDS),
         )
         self._tx_track[event.evse_id] = _TxTrack(set(), None, event.id_token is not None)
-        self._tx_ended_values.pop(event.evse_id, None)
+        self._begin_tx_ended_samples(event.evse_id, now)
         self._store_transactions()
         self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
 
@@ -220,6 +324,16 @@ class TransactionsBlock(Block):
             self._store_transactions()
             self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_UPDATE)
         self._last_sample[sample.evse_id] = sample
+        self._report_power(sample)
+
+    def _report_power(self, sample: MeterSample) -> None:
+        """EVSE.Power (Appendix 3): the power flowing now, whole watts."""
+        if not math.isfinite(sample.power_w):
+            return
+        value = str(round(sample.power_w))
+        if sample.evse_id in self._evse_connectors and value != self._power.get(sample.evse_id):
+            self._power[sample.evse_id] = value
+            self._outbox.update(ComponentKey("EVSE", evse_id=sample.evse_id), _POWER, value)
 
     def _on_session_ended(self, event: SessionEnded, now: float) -> None:
         payload = self._transactions.ended(
@@ -227,7 +341,7 @@ class TransactionsBlock(Block):
             timestamp=self._outbox.utc_now(now),
             offline=self._offline(),
             measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
-            clock_values=self._tx_ended_values.pop(event.evse_id, None),
+            clock_values=self._ended_values(event.evse_id),
         )
         self._tx_track.pop(event.evse_id, None)
         if payload is None:
@@ -250,9 +364,12 @@ class TransactionsBlock(Block):
         if event.evse_id not in self._evse_connectors:
             logger.error("runtime reported activity on unknown EVSE %d: ignored", event.evse_id)
             return
+        event = self._mask_lapsed(event)
+        self._watch_ev_connection(event, now)
         previous = self._activity.get(event.evse_id)
         self._activity[event.evse_id] = event
         self._last_sample[event.evse_id] = event.meter
+        self._report_power(event.meter)
         before = tx_points.conditions(previous) if previous is not None else None
         current = tx_points.conditions(event)
         state = tx_points.charging_state(event)
@@ -287,7 +404,7 @@ class TransactionsBlock(Block):
                 measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
                 trigger=decision.trigger,
                 charging_state=state if state is not track.state else None,
-                clock_values=self._tx_ended_values.pop(event.evse_id, None),
+                clock_values=self._ended_values(event.evse_id),
             )
             del self._tx_track[event.evse_id]
             if payload is not None:
@@ -342,14 +459,15 @@ class TransactionsBlock(Block):
         )
         met = {p for p, held in tx_points.conditions(event).items() if held}
         self._tx_track[event.evse_id] = _TxTrack(met, state, token is not None)
-        self._tx_ended_values.pop(event.evse_id, None)
+        self._begin_tx_ended_samples(event.evse_id, now)
         self._store_transactions()
         self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
 
     # ------------------------------------------------ clock-aligned data (J01/J02)
     def on_clock(self, now: float) -> None:
         """At each clock-aligned instant: aligned meter values (Interval) and the
-        samples kept for Ended (TxEndedInterval)."""
+        samples kept for Ended (TxEndedInterval); the TxEndedInterval samples from
+        the start of each transaction; lapsed authorizations (EVConnectionTimeOut)."""
         utc = now + self._outbox.utc_offset_s
         instant = self._aligned.tick(
             utc, self._model.int_value(dm.ALIGNED_DATA, dm.ALIGNED_INTERVAL)
@@ -361,6 +479,10 @@ class TransactionsBlock(Block):
         )
         if instant is not None:
             self._keep_tx_ended_values(instant)
+        self._sample_for_ended(now)
+        for evse_id, deadline in sorted(self._connect_deadline.items()):
+            if now >= deadline:
+                self._authorization_lapsed(evse_id, now)
 
     def next_deadline(self) -> float | None:
         dues = [
@@ -368,7 +490,103 @@ class TransactionsBlock(Block):
             for clock in (self._aligned, self._tx_ended_clock)
             if clock.due is not None
         ]
+        dues += [s.due for s in self._tx_ended_samples.values() if s.due is not None]
+        dues += self._connect_deadline.values()
         return min(dues) if dues else None
+
+    # ------------------------------------ SampledDataCtrlr.TxEndedInterval (J02)
+    def _begin_tx_ended_samples(self, evse_id: int, now: float) -> None:
+        self._tx_ended_values.pop(evse_id, None)
+        samples = _TxEndedSamples(None, 0)
+        samples.restart(now, self._model.int_value(dm.SAMPLED_DATA, _SAMPLED_TX_ENDED_INTERVAL))
+        self._tx_ended_samples[evse_id] = samples
+
+    def _sample_for_ended(self, now: float) -> None:
+        """J02: TxEndedMeasurands every SampledDataCtrlr.TxEndedInterval seconds from
+        the start of the transaction, context Sample.Periodic, for its Ended event.
+        A new interval applies from now on; after a long gap only the latest
+        instant is sampled."""
+        interval = self._model.int_value(dm.SAMPLED_DATA, _SAMPLED_TX_ENDED_INTERVAL)
+        measurands = self._measurands(dm.TX_ENDED_MEASURANDS)
+        for evse_id, samples in self._tx_ended_samples.items():
+            if interval != samples.interval:
+                samples.restart(now, interval)
+                continue
+            if samples.due is None or now < samples.due:
+                continue
+            period = interval * samples.stride
+            instant = samples.due + math.floor((now - samples.due) / period) * period
+            samples.due = instant + period
+            sample = self._last_sample.get(evse_id)
+            if sample is None:
+                continue
+            values = sampled_values(sample, "Sample.Periodic", measurands)
+            if values:
+                samples.take(instant + self._outbox.utc_offset_s, values)
+                samples.due = instant + interval * samples.stride  # the stride may double
+
+    def _ended_values(self, evse_id: int) -> list[JsonObject]:
+        """The samples kept for the Ended event of the transaction on ``evse_id``
+        (both TxEndedIntervals), oldest first; forgets them."""
+        samples = self._tx_ended_samples.pop(evse_id, None)
+        kept = [
+            *self._tx_ended_values.pop(evse_id, []),
+            *(samples.values if samples is not None else []),
+        ]
+        # The timestamps share one fixed-width format: text order is time order.
+        return sorted(kept, key=lambda entry: str(entry["timestamp"]))
+
+    # ---------------------------------------- TxCtrlr.EVConnectionTimeOut (E03)
+    def _watch_ev_connection(self, event: EvseActivity, now: float) -> None:
+        """E03.FR.05: an authorization given while no EV is connected lapses after
+        EVConnectionTimeOut (0: never); connecting or losing it stops the clock."""
+        if not event.authorized or event.ev_connected:
+            self._connect_deadline.pop(event.evse_id, None)
+            return
+        timeout = self._model.int_value(dm.TX_CTRLR, _EV_CONNECTION_TIMEOUT)
+        if event.evse_id not in self._connect_deadline and timeout > 0:
+            self._connect_deadline[event.evse_id] = now + timeout
+
+    def _mask_lapsed(self, event: EvseActivity) -> EvseActivity:
+        """After a lapsed authorization the runtime may still report it until our
+        RemoteStop reaches it: it counts as withdrawn until the runtime says so."""
+        if event.evse_id not in self._lapsed:
+            return event
+        if not event.authorized:
+            self._lapsed.discard(event.evse_id)
+            return event
+        return replace(event, authorized=False, id_token=None, remote_start_id=None)
+
+    def _authorization_lapsed(self, evse_id: int, now: float) -> None:
+        """E03.FR.05: no EV within EVConnectionTimeOut: end the transaction the
+        authorization started (triggerReason EVConnectTimeout, stoppedReason
+        Timeout) and have the runtime withdraw the authorization."""
+        del self._connect_deadline[evse_id]
+        self._lapsed.add(evse_id)
+        logger.info("EVSE %d: no EV within EVConnectionTimeOut: authorization withdrawn", evse_id)
+        activity = self._activity.get(evse_id)
+        if activity is not None:
+            self._activity[evse_id] = replace(
+                activity, authorized=False, id_token=None, remote_start_id=None
+            )
+        tx = self._transactions.on_evse(evse_id)
+        meter = self._last_sample.get(evse_id)
+        if tx is not None and meter is not None:
+            payload = self._transactions.ended(
+                SessionEnded(evse_id, StoppedReason.TIMEOUT, meter),
+                timestamp=self._outbox.utc_now(now),
+                offline=self._offline(),
+                measurands=self._measurands(dm.TX_ENDED_MEASURANDS),
+                trigger="EVConnectTimeout",
+                clock_values=self._ended_values(evse_id),
+            )
+            self._tx_track.pop(evse_id, None)
+            if payload is not None:
+                self._store_transactions()
+                self._outbox.enqueue("TransactionEvent", payload, MessageKind.TX_BOUNDARY)
+        # The runtime withdraws the authorization as for a RequestStopTransaction.
+        transaction_id = tx.transaction_id if tx is not None else ""
+        self._outbox.emit(DeliverCommand(RemoteStop(transaction_id, evse_id)))
 
     def _keep_tx_ended_values(self, instant: float) -> None:
         """J02: TxEndedMeasurands at each TxEndedInterval instant of a transaction,

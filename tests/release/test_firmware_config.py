@@ -1,0 +1,34 @@
+"""The [firmware] section needs a manufacturer root to trust (signed updates only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chargepoint.config import parse_config
+from chargepoint.errors import ConfigError
+from tests.e2e.conftest import SIM_TOML
+
+CSMS = (
+    '\n[csms]\nurl = "ws://127.0.0.1:9/ocpp"\nsecurity_profile = 1\n'
+    'password = { value = "correct-horse-battery" }\n'
+)
+
+
+def test_firmware_without_a_signing_root_is_refused() -> None:
+    text = SIM_TOML.read_text() + CSMS + '\n[firmware]\nreleases_dir = "/opt/chargepoint"\n'
+    with pytest.raises(ConfigError) as problem:
+        parse_config(text, "test")
+    assert any("firmware_signing_root" in message for _, message in problem.value.problems)
+
+
+def test_firmware_with_a_signing_root_is_accepted() -> None:
+    text = (
+        SIM_TOML.read_text()
+        + CSMS
+        + 'firmware_signing_root = "/etc/chargepoint/fw-root.pem"\n'
+        + '\n[firmware]\nreleases_dir = "/opt/chargepoint"\nconfirm_within_s = 120.0\n'
+    )
+    config = parse_config(text, "test")
+    assert config.firmware is not None and config.firmware.confirm_within_s == 120.0
+    assert config.csms is not None
+    assert str(config.csms.firmware_signing_root) == "/etc/chargepoint/fw-root.pem"
