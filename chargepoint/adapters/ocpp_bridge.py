@@ -105,6 +105,7 @@ def client_settings(config: Config) -> OcppClientSettings | None:
                     phases=1 if e.kind == "dc" else (e.phases or 3),
                     max_current_a=e.max_current_a,
                     max_power_w=e.max_power_w,
+                    connector_types=tuple(c.type for c in sorted(e.connectors, key=lambda c: c.id)),
                 )
                 for e in config.evse
             },

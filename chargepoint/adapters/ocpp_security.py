@@ -184,15 +184,25 @@ class FileCertificateStore:
             for cert in self.roots(use_dir.name):
                 issuer = self._issuer_of(cert)
                 out.append(InstalledCertificate(use_dir.name, certificate_hash(cert, issuer)))
-        v2g = self.station_credentials(V2G_CERTIFICATE)
-        if v2g is not None:
+        # the station's own leaf certificates: listed so DeleteCertificate can name them
+        # (M04.FR.06: answered Failed); GetInstalledCertificateIds reports only the
+        # V2G chain of the two
+        for use, listed_as in (
+            (V2G_CERTIFICATE, V2G_CERTIFICATE_CHAIN),
+            (CHARGING_STATION_CERTIFICATE, CHARGING_STATION_CERTIFICATE),
+        ):
+            credentials = self.station_credentials(use)
+            if credentials is None:
+                continue
             from cryptography import x509  # noqa: PLC0415
 
-            chain = x509.load_pem_x509_certificates(v2g[0].read_bytes())
+            try:
+                chain = x509.load_pem_x509_certificates(credentials[0].read_bytes())
+            except (OSError, ValueError):
+                logger.error("unreadable certificate %s: ignored", credentials[0])
+                continue
             issuer = chain[1] if len(chain) > 1 else self._issuer_of(chain[0])
-            out.append(
-                InstalledCertificate(V2G_CERTIFICATE_CHAIN, certificate_hash(chain[0], issuer))
-            )
+            out.append(InstalledCertificate(listed_as, certificate_hash(chain[0], issuer)))
         return out
 
     def _issuer_of(self, cert: x509.Certificate) -> x509.Certificate:

@@ -331,7 +331,7 @@ CONNECTOR_VARIABLES: tuple[Row, ...] = (
     Row("Connector", "Available", "boolean", RO, "true", persistent=False),
     Row("Connector", "AvailabilityState", "OptionList", RO, "Available",
         values=AVAILABILITY, persistent=False),
-    # ConnectorEnumType; the rating does not say which plug the EVSE has.
+    # ConnectorEnumType: the configured connector type (EvseRating), else Unknown.
     Row("Connector", "ConnectorType", "OptionList", RO, "Unknown", values=CONNECTOR_TYPES,
         persistent=False),
     Row("Connector", "SupplyPhases", "integer", RO, "3", min_limit=0, max_limit=3,
@@ -348,7 +348,8 @@ def rating_values(
     evse_connectors: Mapping[int, int], ratings: Mapping[int, EvseRating]
 ) -> list[RatingValue]:
     """The SupplyPhases values each EVSE's rating gives (Appendix 3: AC phases, 0 for
-    DC); the station's is the most any AC EVSE uses (3 when all are DC)."""
+    DC; the station's is the most any AC EVSE uses, 3 when all are DC) and each
+    connector's configured ConnectorType."""
     out: list[RatingValue] = []
     ac_phases = []
     for evse_id, connectors in sorted(evse_connectors.items()):
@@ -360,6 +361,11 @@ def rating_values(
         out += [
             ("Connector", evse_id, connector_id, "SupplyPhases", str(phases))
             for connector_id in range(1, connectors + 1)
+        ]
+        out += [
+            ("Connector", evse_id, connector_id, "ConnectorType", kind)
+            for connector_id, kind in enumerate(rating.connector_types[:connectors], start=1)
+            if kind in CONNECTOR_TYPES  # anything else stays Unknown (OptionList)
         ]
     out.append(("ChargingStation", None, None, "SupplyPhases", str(max(ac_phases, default=3))))
     return out

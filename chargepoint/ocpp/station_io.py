@@ -69,6 +69,8 @@ class EvseRating:
     phases: int = 3
     max_current_a: float = 32.0
     max_power_w: float | None = None
+    #: ConnectorEnumType of connector 1, 2, ... (the configuration's ``type``)
+    connector_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -435,7 +435,10 @@ def test_tc_b_53_values_follow_the_evse_ratings() -> None:
         vendor_name="OpenV2G",
         model="BiDi-11",
         evse_connectors={1: 1, 2: 1},
-        evse_ratings={1: EvseRating(phases=1), 2: EvseRating(dc=True, voltage_v=400, phases=1)},
+        evse_ratings={
+            1: EvseRating(phases=1, connector_types=("sType2",)),
+            2: EvseRating(dc=True, voltage_v=400, phases=1, connector_types=("no-such-plug",)),
+        },
     )
     specs = dm.standard_variables(
         identity="CS-001",
@@ -464,5 +467,7 @@ def test_tc_b_53_values_follow_the_evse_ratings() -> None:
     assert value("Connector", "SupplyPhases", 1, 1) == "1"
     assert value("EVSE", "SupplyPhases", 2) == "0"
     assert value("ChargingStation", "SupplyPhases", None) == "1"
+    assert value("Connector", "ConnectorType", 1, 1) == "sType2"  # the configured plug
+    assert value("Connector", "ConnectorType", 2, 1) == "Unknown"  # not a ConnectorEnumType
     station.station_event(1000.0, meter(2, power_w=-11_000.4))
     assert value("EVSE", "Power", 2) == "-11000"

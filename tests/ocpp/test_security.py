@@ -223,10 +223,14 @@ async def test_profile_3_without_a_client_certificate_is_refused(
 
 
 # ------------------------------------------------------ certificate management
-def expected_hash(cert: x509.Certificate) -> dict[str, str]:
-    """RFC 6960 CertID fields of a self-signed certificate, computed independently."""
-    point = cert.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+def expected_hash(cert: x509.Certificate, issuer: x509.Certificate | None = None
+                  ) -> dict[str, str]:  # fmt: skip
+    """RFC 6960 CertID fields of ``cert`` (self-signed unless ``issuer`` is given),
+    computed independently."""
+    point = (
+        (issuer or cert)
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     return {
         "hash_algorithm": "SHA256",
@@ -335,6 +339,12 @@ async def test_sign_certificate_then_profile_3_with_the_signed_certificate(
             credentials = client.certificates.station_credentials()
             assert credentials is not None
             assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in credentials)
+            # TC_M_23: the station's own certificate cannot be deleted (M04.FR.06)
+            own = x509.load_pem_x509_certificates(credentials[0].read_bytes())[0]
+            delete = call.DeleteCertificate(certificate_hash_data=expected_hash(own, csms_ca.cert))
+            answer = await csms.cp.call(delete, suppress=False)
+            assert answer.status == "Failed"
+            assert credentials[0].is_file()
     # The next connection: profile 3 to a CSMS that requires a client certificate
     # issued by its CA.
     tls = server_context(tmp_path, server_leaf, client_ca=csms_ca)

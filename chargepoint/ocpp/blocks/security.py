@@ -91,7 +91,8 @@ class SecurityBlock(Block):
         return any(c.use == "CSMSRootCertificate" for c in self._certs.installed())
 
     def _refresh_certificate_entries(self) -> None:
-        self._model.update(dm.SECURITY, dm.CERTIFICATE_ENTRIES, str(len(self._certs.installed())))
+        installed = [c for c in self._certs.installed() if c.use != CHARGING_STATION_CERTIFICATE]
+        self._model.update(dm.SECURITY, dm.CERTIFICATE_ENTRIES, str(len(installed)))
 
     def _root_uses(self) -> tuple[str, ...]:
         return ROOT_USES_V21 if self._outbox.version is ProtocolVersion.V21 else ROOT_USES_V201
