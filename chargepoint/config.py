@@ -868,6 +868,9 @@ class CsmsConfig(_Model):
     # Manufacturer root (PEM) firmware signing certificates must chain to (OCPP L01);
     # None: UpdateFirmware is answered InvalidCertificate.
     firmware_signing_root: AbsolutePath | None = None
+    # The manufacturer's CRL(s) (PEM, one or more, or one DER) for its signing
+    # certificates: a listed one is answered RevokedCertificate (L01, TC_L_04).
+    firmware_signing_crl: AbsolutePath | None = None
 
     @field_validator("client_key", mode="before")
     @classmethod
@@ -922,6 +925,10 @@ class CsmsConfig(_Model):
         elif (self.client_cert_file is None) != (self.client_key is None):
             missing = "client_key" if self.client_key is None else "client_cert_file"
             problems.append(((missing,), "client_cert_file and client_key go together", None))
+        if self.firmware_signing_crl is not None and self.firmware_signing_root is None:
+            problems.append(
+                (("firmware_signing_crl",), "needs firmware_signing_root (the CRL's issuer)", None)
+            )
         _fail(problems, type(self).__name__)
         return self
 

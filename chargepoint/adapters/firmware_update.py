@@ -2,7 +2,10 @@
 
 * :class:`ManufacturerRoot` is the core's ``SigningCheck``: the signing certificate
   (PEM, possibly with intermediates) must chain to the manufacturer root of
-  ``[csms] firmware_signing_root`` and be valid now.
+  ``[csms] firmware_signing_root``, be valid now and not be listed in a CRL of
+  ``[csms] firmware_signing_crl`` signed by its issuer (RevokedCertificate).  A CRL
+  is what a manufacturer's CA publishes to revoke a signing key; its signature is
+  checked, so a forged list can neither revoke nor un-revoke.
 * :func:`signature_valid`: the signature is base64 of RSA (PKCS#1 v1.5 or PSS) or
   ECDSA with SHA-256 over the whole firmware file (L01.FR.04-style).
 * :class:`FirmwareUpdater` carries out the core's commands one at a time:
@@ -23,7 +26,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,22 +55,33 @@ DOWNLOAD_TIMEOUT_S = 60.0
 
 # ------------------------------------------------------------------- trust
 class ManufacturerRoot:
-    """The root(s) firmware signing certificates must chain to."""
+    """The root(s) firmware signing certificates must chain to, and the CRLs that
+    revoke some of the certificates under them."""
 
-    def __init__(self, roots: list[x509.Certificate]) -> None:
+    def __init__(
+        self, roots: list[x509.Certificate], crls: Sequence[x509.CertificateRevocationList] = ()
+    ) -> None:
         self._roots = roots
-        #: serial numbers of signing certificates the manufacturer revoked
-        self.revoked: set[int] = set()
+        #: the manufacturer's revocation lists (each used only if its issuer signed it)
+        self.revoked = tuple(crls)
 
     @classmethod
-    def load(cls, path: Path) -> ManufacturerRoot:
+    def load(cls, path: Path, crl_path: Path | None = None) -> ManufacturerRoot:
         try:
             roots = x509.load_pem_x509_certificates(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 "csms", [("csms.firmware_signing_root", f"cannot read {path}: {exc}")]
             ) from exc
-        return cls(roots)
+        crls = [] if crl_path is None else load_crls(crl_path)
+        for crl in crls:
+            root = next((r for r in roots if r.subject == crl.issuer), None)
+            if root is not None and not _crl_signed_by(crl, root):
+                raise ConfigError(
+                    "csms",
+                    [("csms.firmware_signing_crl", f"{crl_path}: not signed by {root.subject}")],
+                )
+        return cls(roots, crls)
 
     def check_signing_certificate(self, pem: str) -> str:
         try:
@@ -79,15 +93,49 @@ class ManufacturerRoot:
         for _ in range(MAX_CHAIN):
             if not current.not_valid_before_utc <= now <= current.not_valid_after_utc:
                 return "InvalidCertificate"
-            if current.serial_number in self.revoked:
-                return "RevokedCertificate"
-            if any(_issued_by(current, root) for root in self._roots):
-                return "Accepted"
-            issuer = next((c for c in chain[1:] if _issued_by(current, c)), None)
+            root = next((r for r in self._roots if _issued_by(current, r)), None)
+            issuer = root or next((c for c in chain[1:] if _issued_by(current, c)), None)
             if issuer is None:
                 return "InvalidCertificate"
+            if self._is_revoked(current, issuer):
+                return "RevokedCertificate"
+            if root is not None:
+                return "Accepted"
             current = issuer
         return "InvalidCertificate"
+
+    def _is_revoked(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        """``cert`` is listed by a CRL that its (verified) issuer signed."""
+        return any(
+            crl.issuer == cert.issuer
+            and _crl_signed_by(crl, issuer)
+            and crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+            for crl in self.revoked
+        )
+
+
+def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    """The CRLs in ``path``: one or more PEM blocks, or one DER CRL."""
+    try:
+        data = path.read_bytes()
+        if PEM_CRL not in data:
+            return [x509.load_der_x509_crl(data)]
+        blocks = data.split(PEM_CRL)[1:]
+        return [x509.load_pem_x509_crl(PEM_CRL + block) for block in blocks]
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            "csms", [("csms.firmware_signing_crl", f"cannot read {path}: {exc}")]
+        ) from exc
+
+
+PEM_CRL = b"-----BEGIN X509 CRL-----"
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return False
+    return crl.issuer == issuer.subject and crl.is_signature_valid(key)
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -185,6 +233,9 @@ class FirmwareUpdater:
         self._queue.put_nowait(command)
 
     async def run(self) -> None:
+        # Files a restart left behind: the core fetches an interrupted job's file again.
+        for stale in (self.settings.releases_dir / "downloads").glob("firmware-*.bundle"):
+            stale.unlink(missing_ok=True)
         while True:
             command = await self._queue.get()
             if command.request_id in self._cancelled:

@@ -49,6 +49,7 @@ from chargepoint.ocpp.station_io import (
     ChargingState,
     ConnectorStatus,
     ConnectorStatusChanged,
+    Deauthorize,
     DownloadFirmware,
     EvChargingNeeds,
     EvChargingSchedule,
@@ -112,7 +113,10 @@ def client_settings(config: Config) -> OcppClientSettings | None:
             serial_number=station.serial_number,
             firmware_version=station.firmware_version,
             firmware_signing=(
-                ManufacturerRoot.load(Path(csms.firmware_signing_root))
+                ManufacturerRoot.load(
+                    Path(csms.firmware_signing_root),
+                    Path(csms.firmware_signing_crl) if csms.firmware_signing_crl else None,
+                )
                 if csms.firmware_signing_root is not None
                 else None
             ),
@@ -300,6 +304,10 @@ class OcppBridge:
         tx.token_authorized, tx.id_token, tx.stopped_reason = True, token, None
         self._activity(evse_id)
 
+    def ev_connection_timeout_s(self, evse_id: int) -> float | None:
+        """E03: TxCtrlr.EVConnectionTimeOut as the CSMS set it (None: not loaded yet)."""
+        return self.client.ev_connection_timeout_s()
+
     def token_ended(self, evse_id: int, reason: StoppedReason) -> None:
         """E07: the card (or its group) stopped the charge; E03: no EV came in time."""
         tx = self._tx[evse_id]
@@ -393,6 +401,14 @@ class OcppBridge:
                     tx.remote_authorized, tx.stopped_reason = False, StoppedReason.REMOTE
                     await self.runners[evse_id].submit(StopCharging("remote"))
                     self._activity(evse_id)
+            case Deauthorize(evse_id=evse_id) if evse_id in self.runners:
+                # E05: the CSMS refused the idToken: no more energy, the authorization
+                # (card or remote start) is gone and the transaction says DeAuthorized.
+                tx = self._tx[evse_id]
+                tx.remote_authorized = tx.token_authorized = False
+                tx.stopped_reason = StoppedReason.DE_AUTHORIZED
+                await self.runners[evse_id].submit(StopCharging("deauthorized"))
+                self._activity(evse_id)
             case SetAvailability(evse_id=evse_id, operative=operative):
                 targets = list(self.runners) if evse_id is None else [evse_id]
                 for target in (t for t in targets if t in self.runners):

@@ -52,7 +52,13 @@ from websockets.typing import Subprotocol
 from chargepoint.errors import ChargepointError, ConfigError
 from chargepoint.ocpp.authorization import AuthorizationResult
 from chargepoint.ocpp.certificates import CSMS_ROOT
-from chargepoint.ocpp.device_model import DeviceModel, ValueKey, standard_variables
+from chargepoint.ocpp.device_model import (
+    TX_CTRLR,
+    DeviceModel,
+    ValueKey,
+    VariableKey,
+    standard_variables,
+)
 from chargepoint.ocpp.queue import QueuedMessage
 from chargepoint.ocpp.rpc import ErrorCode, JsonObject, MessageType, ProtocolVersion
 from chargepoint.ocpp.station import (
@@ -334,6 +340,14 @@ class OcppClient:
         self._inbox.put_nowait(_Authorize(id_token, answer))
         return await answer
 
+    def ev_connection_timeout_s(self) -> int | None:
+        """TxCtrlr.EVConnectionTimeOut as the CSMS set it (E03; 0: none), or ``None``
+        before :meth:`run` has loaded the device model.  Read-only."""
+        station = self.station
+        if station is None:
+            return None
+        return station.model.int_value(TX_CTRLR, VariableKey("EVConnectionTimeOut"))
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         async with StoreWorker(self.settings.state_file) as store:
@@ -417,6 +431,9 @@ class OcppClient:
             organization_name=s.organization_name,
             v2x_operation_modes=s.v2x_operation_modes,
             websocket_ping_interval_s=s.websocket_ping_interval_s,
+            evse_max_power_w={
+                evse_id: rating.rated_power_w for evse_id, rating in s.station.evse_ratings.items()
+            },
         )
         return OcppStation(
             identity=s.station,

@@ -7,13 +7,17 @@ Theory of operation, per EVSE (OCPP 2.0.1 C01, C09, E03, E07):
   offline policy, all inside :meth:`OcppClient.authorize` (C01, C12-C15). Accepted:
   the OCPP side hears of it at once (TxStartPoint Authorized may start the
   transaction, E03), and the EVSE may offer energy as soon as an EV is plugged in;
-  no EV within ``ev_connection_timeout_s`` ends the authorisation (E03, reason
-  Timeout). Refused: a log line, nothing else (C01: no transaction).
+  no EV within TxCtrlr.EVConnectionTimeOut (asked of the sink at each
+  authorisation; 0: no limit; without a CSMS ``ev_connection_timeout_s``) ends the
+  authorisation (E03, reason Timeout). Refused: a log line, nothing else (C01: no
+  transaction).
 * An authorisation held: the same card stops the charge without asking anyone
   (E07); another card is authorised to learn its group, and stops the charge when
   its groupIdToken is the one of the card that started it (C09). Any other card
   is refused with a log line (TC_C_04: the charge goes on).
-* The EV leaving ends the authorisation (the transaction ends by EVConnected).
+* The EV leaving ends the authorisation (the transaction ends by EVConnected); so
+  does the CSMS refusing the idToken later (E05 Deauthorize: the sink no longer
+  reports it active), after which a card authorises afresh.
 
 :func:`decide_tap` and :func:`stops_by_group` are the rules, pure; the class only
 sequences reader, authorisation and runner. Taps are handled one at a time.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -58,6 +63,9 @@ class TokenSink(Protocol):
     def token_authorized(self, evse_id: int, token: IdToken) -> None: ...
 
     def token_ended(self, evse_id: int, reason: StoppedReason) -> None: ...
+
+    def ev_connection_timeout_s(self, evse_id: int) -> float | None:
+        """TxCtrlr.EVConnectionTimeOut now (0: no limit), ``None`` if not known."""
 
 
 async def accept_every_token(token: IdToken) -> AuthorizationResult:
@@ -105,7 +113,8 @@ def stops_by_group(held_group: IdToken | None, result: AuthorizationResult) -> b
 class _Grant:
     token: IdToken
     group: IdToken | None
-    deadline: float | None  # waiting for an EV until then (None: one is plugged in)
+    #: waiting for an EV until then (inf: no limit; None: one is plugged in)
+    deadline: float | None
 
 
 class TokenAuthorizer:
@@ -153,6 +162,7 @@ class TokenAuthorizer:
     async def tap(self, token: IdToken) -> None:
         """One card presented (what the reader loop calls for each card)."""
         self.taps += 1
+        self._drop_withdrawn()
         held = self._grant.token if self._grant is not None else self._sink_token()
         match decide_tap(held, token):
             case Tap.STOP:
@@ -183,12 +193,26 @@ class TokenAuthorizer:
                         result.source,
                     )
 
+    def _drop_withdrawn(self) -> None:
+        """E05: the CSMS deauthorized the card (the sink no longer holds it): forget
+        the grant, so that no energy follows a plug-in and a card starts afresh."""
+        if self._grant is not None and self.sink is not None and self._sink_token() is None:
+            log.info("evse %d: authorisation withdrawn by the CSMS", self.evse_id)
+            self._grant = None
+
     def _sink_token(self) -> IdToken | None:
         return self.sink.active_token(self.evse_id) if self.sink is not None else None
 
+    def _timeout_s(self) -> float:
+        """E03: TxCtrlr.EVConnectionTimeOut from the sink (0: none), else the default."""
+        live = self.sink.ev_connection_timeout_s(self.evse_id) if self.sink is not None else None
+        if live is None:
+            return self.ev_connection_timeout_s
+        return live if live > 0 else math.inf
+
     async def _start(self, token: IdToken, group: IdToken | None) -> None:
         loop = asyncio.get_running_loop()
-        self._grant = _Grant(token, group, loop.time() + self.ev_connection_timeout_s)
+        self._grant = _Grant(token, group, loop.time() + self._timeout_s())
         log.info("evse %d: card %s authorised", self.evse_id, _masked(token))
         if self.sink is not None:
             self.sink.token_authorized(self.evse_id, token)
@@ -205,6 +229,7 @@ class TokenAuthorizer:
     # ------------------------------------------------------------------ the plug
     async def _follow_plug(self) -> None:
         """Energy once an EV is there (E03); the authorisation lapses if none comes."""
+        self._drop_withdrawn()
         grant = self._grant
         if grant is None or grant.deadline is None:
             return
@@ -222,8 +247,11 @@ class TokenAuthorizer:
             self._changed.clear()
             await self._follow_plug()
             grant = self._grant
+            deadline = grant.deadline if grant is not None else None
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(grant.deadline if grant is not None else None):
+                async with asyncio.timeout_at(
+                    deadline if deadline is not None and math.isfinite(deadline) else None
+                ):
                     await self._changed.wait()
 
     # ------------------------------------------------------------------ the reader

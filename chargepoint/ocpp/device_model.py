@@ -410,6 +410,11 @@ class DeviceModel:
         attr_spec = var.spec.attributes[attribute]
         return ((component, variable, attribute), value) if attr_spec.persistent else None
 
+    def max_limit(self, component: ComponentKey, variable: VariableKey) -> float | None:
+        """The declared maxLimit of a numeric variable (None: none or undeclared)."""
+        found = self._variables.get((component, variable))
+        return None if found is None else found.spec.characteristics.max_limit
+
     def _lookup(
         self, component: ComponentKey, variable: VariableKey
     ) -> _Variable | GetVariableStatus:
@@ -512,12 +517,14 @@ def standard_variables(
     organization_name: str = "",
     v2x_operation_modes: tuple[str, ...] = (),
     websocket_ping_interval_s: int = 30,
+    evse_max_power_w: Mapping[int, float] | None = None,
 ) -> list[VariableSpec]:
     """The Core components and variables (OCPP 2.0.1 Part 2 Appendix 3), plus the
     declarations for smart charging, ISO 15118 and OCPP 2.1 V2X: the rows of
     :mod:`chargepoint.ocpp.standard_variables` with the settings filled in.
 
-    ``evse_connectors`` maps each EVSE id to its number of connectors.
+    ``evse_connectors`` maps each EVSE id to its number of connectors;
+    ``evse_max_power_w`` gives EVSE.Power its maxLimit (Appendix 3: the rated power).
     """
     v2x = bool(v2x_operation_modes)
     settings: dict[Arg, str | None] = {
@@ -532,8 +539,14 @@ def standard_variables(
     }
     specs = [_spec(row, ComponentKey(row.component), settings) for row in _table.STATION_VARIABLES]
     for evse_id, connectors in sorted(evse_connectors.items()):
+        rated = (evse_max_power_w or {}).get(evse_id)
         specs += [
-            _spec(row, ComponentKey(row.component, evse_id=evse_id), settings)
+            _spec(
+                row,
+                ComponentKey(row.component, evse_id=evse_id),
+                settings,
+                max_limit=rated if row.variable == "Power" else None,
+            )
             for row in _table.EVSE_VARIABLES
         ]
         specs += [
@@ -548,8 +561,14 @@ def standard_variables(
     return specs
 
 
-def _spec(row: Row, component: ComponentKey, settings: Mapping[Arg, str | None]) -> VariableSpec:
-    max_limit = row.max_limit
+def _spec(
+    row: Row,
+    component: ComponentKey,
+    settings: Mapping[Arg, str | None],
+    *,
+    max_limit: float | None = None,
+) -> VariableSpec:
+    max_limit = row.max_limit if max_limit is None else max_limit
     if max_limit is None and row.data_type in ("integer", "decimal"):
         max_limit = MAX_NUMBER  # no number from the network reaches arithmetic unbounded
     initial = settings[row.default] if isinstance(row.default, Arg) else row.default

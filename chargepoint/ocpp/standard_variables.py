@@ -219,6 +219,9 @@ STATION_VARIABLES: tuple[Row, ...] = (
     Row(_TX, "EVConnectionTimeOut", "integer", RW, "60", unit="s", min_limit=0),
     Row(_TX, "StopTxOnEVSideDisconnect", "boolean", RO, "true"),
     Row(_TX, "StopTxOnInvalidId", "boolean", RW, "true"),
+    # E05: Wh still delivered after the CSMS refused the idToken (StopTxOnInvalidId
+    # false); 0 = no limit (TC_C_26 keeps charging with 0).
+    Row(_TX, "MaxEnergyOnInvalidId", "integer", RW, "0", unit="Wh", min_limit=0),
     Row(_DEVICE_DATA, "ItemsPerMessage", "integer", RO, "20", instance="GetReport", constant=True),
     Row(_DEVICE_DATA, "ItemsPerMessage", "integer", RO, "50",
         instance="GetVariables", constant=True),

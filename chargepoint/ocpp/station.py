@@ -452,6 +452,7 @@ class OcppStation:
             outbox,
             signing=identity.firmware_signing,
             transactions=self._transactions,
+            availability=self._availability,
             security=self._security,
             running_version=identity.firmware_version,
             stored=state.get("firmware"),

@@ -72,6 +72,13 @@ class EvseRating:
     #: ConnectorEnumType of connector 1, 2, ... (the configuration's ``type``)
     connector_types: tuple[str, ...] = ()
 
+    @property
+    def rated_power_w(self) -> float:
+        """The most this EVSE can deliver: current x voltage x phases, capped by
+        ``max_power_w``."""
+        power = self.max_current_a * self.voltage_v * (1 if self.dc else self.phases)
+        return power if self.max_power_w is None else min(power, self.max_power_w)
+
 
 @dataclass(frozen=True)
 class IdToken:
@@ -434,9 +441,21 @@ class RebootForFirmware:
     request_id: int
 
 
+@dataclass(frozen=True)
+class Deauthorize:
+    """The CSMS refused the idToken of a running transaction (E05, C12: a
+    TransactionEventResponse whose idTokenInfo is not Accepted, with
+    TxCtrlr.StopTxOnInvalidId, or MaxEnergyOnInvalidId reached): stop the charge
+    and withdraw the authorization (report ``stopped_reason`` DE_AUTHORIZED)."""
+
+    evse_id: int
+    transaction_id: str
+
+
 StationCommand = (
     RemoteStart
     | RemoteStop
+    | Deauthorize
     | SetAvailability
     | ResetRequested
     | UnlockConnector

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ from ocpp.v201 import call_result
 from chargepoint.app import Station
 from chargepoint.config import parse_config
 from chargepoint.release import Releases
-from tests.e2e.conftest import stop_station
+from tests.e2e.conftest import Client, stop_station
 from tests.e2e.test_ocpp_station import csms_config
 from tests.ocpp import csms as csms_module
 from tests.ocpp.csms import Csms, CsmsV201
 from tests.ocpp.pki import Issued, issue, make_ca, server_context
 from tests.ocpp.strict import assert_strictly_valid
+from tests.release.test_signing_trust import crl, pem
 from tests.release.wheels import make_bundle
 
 CONFIRM_WITHIN_S = 30
@@ -76,10 +78,14 @@ def https(tmp_path: Path) -> Iterator[tuple[str, Path, Issued]]:
     thread.join()
 
 
-def config_text(tmp_path: Path, port: int, *, version: str, root_pem: Path, ca: Path) -> str:
+def config_text(
+    tmp_path: Path, port: int, *, version: str, root_pem: Path, ca: Path, crl: Path | None = None
+) -> str:
     text = csms_config(tmp_path, port).replace(
         "[station]\n", f'[station]\nfirmware_version = "{version}"\n', 1
     )
+    if crl is not None:
+        text += f'firmware_signing_crl = "{crl}"\n'
     return text + (
         f'firmware_signing_root = "{root_pem}"\n'
         "\n[firmware]\n"
@@ -117,6 +123,35 @@ def statuses(csms: Csms, request_id: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Trust:
+    """A manufacturer root with its signing certificate, and the files the station's
+    configuration names: the root and the CA of the HTTPS download server."""
+
+    manufacturer: Issued
+    signer: Issued
+    root_pem: Path
+    ca_pem: Path
+
+
+def trust(tmp_path: Path, server_ca: Issued) -> Trust:
+    manufacturer = make_ca("Manufacturer root")
+    signer = issue(manufacturer, "Firmware signing", server=False)
+    root_pem = tmp_path / "root.pem"
+    root_pem.write_text(manufacturer.pem)
+    ca_pem = tmp_path / "server-ca.pem"
+    ca_pem.write_text(server_ca.pem)
+    return Trust(manufacturer, signer, root_pem, ca_pem)
+
+
+def running_release(tmp_path: Path) -> Releases:
+    """Releases under ``tmp_path/opt`` with 0.1.0 current, as an earlier install left it."""
+    releases = Releases(tmp_path / "opt", python="python3")
+    (releases.releases / "0.1.0" / "bin").mkdir(parents=True)
+    releases.current.symlink_to(Path("releases") / "0.1.0")
+    return releases
+
+
 async def run_until_restart(st: Station, task: asyncio.Task[None], within_s: float) -> None:
     """The firmware update ends the run with a restart request (systemd restarts it)."""
     await asyncio.wait_for(asyncio.shield(task), within_s)
@@ -134,16 +169,9 @@ async def test_signed_release_installed_switched_and_a_broken_one_rolled_back(
     tmp_path: Path, csms: Csms, https: tuple[str, Path, Issued]
 ) -> None:
     base_url, served, server_ca = https
-    manufacturer = make_ca("Manufacturer root")
-    signer = issue(manufacturer, "Firmware signing", server=False)
-    root_pem = tmp_path / "manufacturer-root.pem"
-    root_pem.write_text(manufacturer.pem)
-    ca_pem = tmp_path / "server-ca.pem"
-    ca_pem.write_text(server_ca.pem)
-    releases = Releases(tmp_path / "opt", python="python3")
-    # the release running now, as an earlier install left it
-    (releases.releases / "0.1.0" / "bin").mkdir(parents=True)
-    releases.current.symlink_to(Path("releases") / "0.1.0")
+    t = trust(tmp_path, server_ca)
+    signer, root_pem, ca_pem = t.signer, t.root_pem, t.ca_pem
+    releases = running_release(tmp_path)
 
     def text(version: str) -> str:
         return config_text(tmp_path, csms.port, version=version, root_pem=root_pem, ca=ca_pem)
@@ -201,13 +229,9 @@ async def test_a_bad_signature_is_reported_and_nothing_installed(
     """TC_L_06-like over the wire: the download is signed by a key that is not the
     certificate's: Downloaded, InvalidSignature, SecurityEventNotification."""
     base_url, served, server_ca = https
-    manufacturer = make_ca("Manufacturer root")
-    signer = issue(manufacturer, "Firmware signing", server=False)
-    impostor = issue(manufacturer, "Someone else", server=False)
-    root_pem = tmp_path / "root.pem"
-    root_pem.write_text(manufacturer.pem)
-    ca_pem = tmp_path / "server-ca.pem"
-    ca_pem.write_text(server_ca.pem)
+    t = trust(tmp_path, server_ca)
+    signer, root_pem, ca_pem = t.signer, t.root_pem, t.ca_pem
+    impostor = issue(t.manufacturer, "Someone else", server=False)
     bundle = make_bundle(tmp_path, "fwdemo", "9.9.9")
     (served / bundle.name).write_bytes(bundle.read_bytes())
     text = config_text(tmp_path, csms.port, version="0.1.0", root_pem=root_pem, ca=ca_pem)
@@ -236,10 +260,8 @@ async def test_an_untrusted_download_server_fails_the_download(
     """TC_L_07-like: the HTTPS server's certificate is not trusted (no ca_file for it):
     after the retry, DownloadFailed."""
     base_url, served, _ = https
-    manufacturer = make_ca("Manufacturer root")
-    signer = issue(manufacturer, "Firmware signing", server=False)
-    root_pem = tmp_path / "root.pem"
-    root_pem.write_text(manufacturer.pem)
+    t = trust(tmp_path, make_ca("Not used"))
+    signer, root_pem = t.signer, t.root_pem
     other_ca = tmp_path / "other-ca.pem"
     other_ca.write_text(make_ca("Some other CA").pem)
     bundle = make_bundle(tmp_path, "fwdemo", "9.9.9")
@@ -254,3 +276,83 @@ async def test_an_untrusted_download_server_fails_the_download(
         assert statuses(csms, 4) == ["Downloading", "DownloadFailed"]
     finally:
         await stop_station(st, task)
+
+
+async def test_tc_l_04_a_revoked_signing_certificate_is_refused(
+    tmp_path: Path, csms: Csms, https: tuple[str, Path, Issued]
+) -> None:
+    """TC_L_04_CS over the wire: the manufacturer's CRL (`[csms] firmware_signing_crl`)
+    lists the signing certificate: UpdateFirmware is answered RevokedCertificate, a
+    SecurityEventNotification InvalidFirmwareSigningCertificate follows, nothing is
+    downloaded (no FirmwareStatusNotification)."""
+    base_url, served, server_ca = https
+    t = trust(tmp_path, server_ca)
+    signer, root_pem, ca_pem = t.signer, t.root_pem, t.ca_pem
+    crl_pem = tmp_path / "signing.crl"
+    crl_pem.write_bytes(pem(crl(t.manufacturer, signer)))
+    bundle = make_bundle(tmp_path, "fwdemo", "9.9.9")
+    (served / bundle.name).write_bytes(bundle.read_bytes())
+    text = config_text(
+        tmp_path, csms.port, version="0.1.0", root_pem=root_pem, ca=ca_pem, crl=crl_pem
+    )
+    st, task = await start(text)
+    try:
+        await csms.until(lambda: csms.received("StatusNotification"), within_s=10)
+        call = update_firmware(5, f"{base_url}/{bundle.name}", signer, signed(bundle, signer))
+        assert (await csms.raw_call(call, "fw-5"))[2] == {"status": "RevokedCertificate"}
+        await csms.until(
+            lambda: any(
+                f[3]["type"] == "InvalidFirmwareSigningCertificate"
+                for f in csms.received("SecurityEventNotification")
+            ),
+            within_s=10,
+        )
+        assert statuses(csms, 5) == []
+    finally:
+        await stop_station(st, task)
+
+
+async def test_l01_fr_07_the_install_waits_for_the_session_with_the_evse_unavailable(
+    tmp_path: Path, csms: Csms, https: tuple[str, Path, Issued]
+) -> None:
+    """L01.FR.06/07 on the real service: a car charges; UpdateFirmware: Downloading,
+    Downloaded, SignatureVerified, InstallScheduled, and the charge goes on; the car
+    stops and leaves: StatusNotification Unavailable (no new session can start),
+    then Installing and InstallRebooting."""
+    base_url, served, server_ca = https
+    t = trust(tmp_path, server_ca)
+    signer, root_pem, ca_pem = t.signer, t.root_pem, t.ca_pem
+    releases = running_release(tmp_path)
+    bundle = make_bundle(tmp_path, "fwdemo", "9.9.9")
+    (served / bundle.name).write_bytes(bundle.read_bytes())
+    text = config_text(tmp_path, csms.port, version="0.1.0", root_pem=root_pem, ca=ca_pem)
+    st, task = await start(text)
+    client = Client(st)
+    await client.sim("plug")
+    await client.wait_for(lambda s: s["state"] == "charging")
+    await csms.until(lambda: csms.received("TransactionEvent"), within_s=10)
+    call = update_firmware(6, f"{base_url}/{bundle.name}", signer, signed(bundle, signer))
+    assert (await csms.raw_call(call, "fw-6"))[2] == {"status": "Accepted"}
+    await csms.until(lambda: "InstallScheduled" in statuses(csms, 6), within_s=15)
+    assert (await client.evse())["state"] == "charging"  # L01.FR.06: the session goes on
+    seen = len(csms.received("StatusNotification"))
+    await client.sim("stop")
+    await client.wait_for(lambda s: s["cp"] == "B")
+    await client.sim("unplug")
+    await csms.until(
+        lambda: any(
+            f[3]["connectorStatus"] == "Unavailable"
+            for f in csms.received("StatusNotification")[seen:]
+        ),
+        within_s=10,
+    )
+    await run_until_restart(st, task, within_s=120)
+    assert statuses(csms, 6) == [
+        "Downloading",
+        "Downloaded",
+        "SignatureVerified",
+        "InstallScheduled",
+        "Installing",
+        "InstallRebooting",
+    ]
+    assert releases.current_version() == "9.9.9"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,17 +272,27 @@ class _Runner:
 
 
 class _Sink:
-    def __init__(self) -> None:
+    """What the OCPP bridge does for the reader: it holds the authorised token until
+    it ends (or the CSMS deauthorizes it) and knows TxCtrlr.EVConnectionTimeOut."""
+
+    def __init__(self, timeout_s: float | None = None) -> None:
         self.calls: list[tuple[str, object]] = []
+        self.token: IdToken | None = None
+        self.timeout_s = timeout_s
 
     def active_token(self, evse_id: int) -> IdToken | None:
-        return None
+        return self.token
 
     def token_authorized(self, evse_id: int, token: IdToken) -> None:
         self.calls.append(("authorized", token))
+        self.token = token
 
     def token_ended(self, evse_id: int, reason: StoppedReason) -> None:
         self.calls.append(("ended", reason))
+        self.token = None
+
+    def ev_connection_timeout_s(self, evse_id: int) -> float | None:
+        return self.timeout_s
 
 
 class _Reader:
@@ -296,9 +306,11 @@ class _Reader:
 
 
 def _authorizer(
-    answers: dict[str, AuthorizationResult], timeout_s: float = 60.0
+    answers: dict[str, AuthorizationResult],
+    timeout_s: float = 60.0,
+    sink: _Sink | None = None,
 ) -> tuple[TokenAuthorizer, _Runner, _Sink]:
-    runner, sink = _Runner(), _Sink()
+    runner, sink = _Runner(), sink or _Sink()
 
     async def authorize(token: IdToken) -> AuthorizationResult:
         return answers[token.id_token]
@@ -351,6 +363,54 @@ async def test_e03_the_ev_plugged_in_time_gets_energy() -> None:
             if runner.events:
                 break
             await asyncio.sleep(0.01)
+        assert runner.events == [StartCharging("token")]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 1 s")
+
+
+async def test_e03_the_timeout_is_the_csms_ev_connection_timeout() -> None:
+    """TxCtrlr.EVConnectionTimeOut from the OCPP device model (via the sink) wins over
+    the default; 0 means the authorisation waits for an EV without limit."""
+    auth, _runner, sink = _authorizer({A.id_token: accepted()}, 60.0, _Sink(timeout_s=0.05))
+    task = asyncio.create_task(auth.run())
+    try:
+        await auth.tap(A)
+        await _until(lambda: ("ended", StoppedReason.TIMEOUT) in sink.calls)
+        sink.timeout_s = 0  # no limit
+        await auth.tap(A)
+        await asyncio.sleep(0.2)
+        assert sink.calls[-1] == ("authorized", A)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_e05_a_deauthorized_card_gets_no_energy_and_starts_afresh() -> None:
+    """E05: the CSMS refused the card's transaction (Deauthorize: the bridge no longer
+    holds the token) while no EV was plugged in: a plug-in gets no energy, and the
+    next tap of that card authorises again instead of stopping."""
+    auth, runner, sink = _authorizer({A.id_token: accepted()})
+    task = asyncio.create_task(auth.run())
+    try:
+        await auth.tap(A)
+        sink.token = None  # what OcppBridge does on Deauthorize
+        runner.controller.state = EvseState.CONNECTED
+        auth.listener(1, StateChanged(EvseState.IDLE, EvseState.CONNECTED, CpState.B))
+        await asyncio.sleep(0.1)
+        assert runner.events == []
+        await auth.tap(A)
+        assert sink.calls == [("authorized", A), ("authorized", A)]
         assert runner.events == [StartCharging("token")]
     finally:
         task.cancel()

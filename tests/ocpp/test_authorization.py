@@ -53,7 +53,13 @@ def online() -> AuthHarness:
     return h
 
 
-def test_online_authorize_asks_the_csms_and_caches_the_answer() -> None:
+def test_tc_c_33_authorize_response_updates_the_cache() -> None:
+    """TC_C_33_CS (C10.FR.04, C12.FR.06), then offline (C12):
+
+    1. present a token: AuthorizeRequest; 2. Accepted: the IdTokenInfo is cached
+    (and persisted); offline, 3. the same token is accepted from the cache without
+    a request; 4. an unknown token is refused (Unknown).
+    """
     h = online()
     ref, frames = h.authorize(TAG)
     [request] = calls(frames, "Authorize")

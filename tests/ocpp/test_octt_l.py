@@ -13,14 +13,18 @@ from typing import Any
 
 import pytest
 
+from chargepoint.ocpp.rpc import ProtocolVersion
 from chargepoint.ocpp.station_io import (
     CancelFirmware,
+    ConnectorStatus,
+    ConnectorStatusChanged,
     DownloadFirmware,
     FirmwareProgress,
     InstallFirmware,
     RebootForFirmware,
     SessionEnded,
     SessionStarted,
+    SetAvailability,
     StoppedReason,
 )
 from tests.ocpp import helpers
@@ -328,9 +332,21 @@ def test_tc_l_18_missing_signing_certificate_and_signature(
     """TC_L_18_CS: UpdateFirmware without signingCertificate and signature: Rejected
     (this station takes signed firmware only)."""
     h = station(monkeypatch)
-    status, frames = update_firmware(h, signingCertificate=None, signature=None)
-    assert status == "Rejected"
-    assert commands(h) == [] and firmware_statuses(frames) == []
+    answer = h.receive(
+        [
+            2,
+            "u",
+            "UpdateFirmware",
+            {
+                "requestId": 1,
+                "firmware": {"location": "https://fw.example/x", "retrieveDateTime": NOW},
+            },
+        ]
+    )[0]
+    assert answer[2]["status"] == "Rejected"
+    # L02 on purpose not supported: the answer says why
+    assert answer[2]["statusInfo"]["reasonCode"] == "UnsignedFirmware"
+    assert commands(h) == [] and firmware_statuses(reply(h, h.drain())) == []
 
 
 def test_a_running_transaction_defers_the_installation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -364,3 +380,184 @@ def test_a_rolled_back_release_reports_installation_failed(
     after = reply(again, again.reply(boot[-1], boot_result()))
     assert firmware_statuses(after) == ["InstallationFailed"]
     assert "FirmwareUpdated" not in security_events(after)
+
+
+# ------------------------------------------------ L01.FR.07: EVSEs held Unavailable
+def status_notifications(frames: list[Any]) -> list[tuple[int, str]]:
+    return [(f[3]["evseId"], f[3]["connectorStatus"]) for f in calls(frames, "StatusNotification")]
+
+
+def availability(h: Harness) -> list[SetAvailability]:
+    return [c for c in h.commands if isinstance(c, SetAvailability)]
+
+
+def waiting_for_a_transaction(h: Harness, request_id: int) -> list[Any]:
+    """A transaction on EVSE 1 (its connector Occupied), then a verified update."""
+    h.station.station_event(h.now, ConnectorStatusChanged(1, 1, ConnectorStatus.OCCUPIED))
+    h.station.station_event(h.now, SessionStarted(1, 1, None, sample()))
+    reply(h, h.drain())
+    _, frames = update_firmware(h, request_id)
+    return frames + download_and_verify(h, request_id)
+
+
+def test_l01_fr_07_free_evses_unavailable_while_the_install_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L01.FR.06/07: the install waits for the transaction on EVSE 1 (InstallScheduled);
+    meanwhile every EVSE is set Unavailable (EVSE 2 at once: StatusNotification
+    Unavailable; EVSE 1 by the runtime once its session is over), so no new
+    transaction starts; EVSE 1 free again is reported Unavailable, not Available;
+    then Installing.  The install fails: both EVSEs are Available again."""
+    h = station(monkeypatch)
+    frames = waiting_for_a_transaction(h, 4)
+    assert firmware_statuses(frames)[-1] == "InstallScheduled"
+    assert availability(h) == [SetAvailability(None, None, operative=False)]
+    assert status_notifications(frames) == [(2, "Unavailable")]
+    h.station.station_event(h.now, SessionEnded(1, StoppedReason.LOCAL, sample()))
+    h.station.station_event(h.now, ConnectorStatusChanged(1, 1, ConnectorStatus.AVAILABLE))
+    frames = reply(h, h.drain())
+    assert firmware_statuses(frames) == ["Installing"]
+    assert status_notifications(frames) == [(1, "Unavailable")]
+    frames = progress(h, "InstallationFailed", 4, detail="pip failed")
+    assert availability(h)[1:] == [
+        SetAvailability(1, None, operative=True),
+        SetAvailability(2, None, operative=True),
+    ]
+    assert status_notifications(frames) == [(1, "Available"), (2, "Available")]
+
+
+def test_l01_fr_07_a_cancelled_install_releases_the_evses_but_not_the_csms_inoperative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EVSE 2 set Inoperative by the CSMS (G03); the install waits for EVSE 1's
+    transaction (EVSEs held); a newer UpdateFirmware cancels it (AcceptedCanceled,
+    L01.FR.24): EVSE 1 is released, EVSE 2 stays Inoperative (G03.FR.08)."""
+    h = station(monkeypatch)
+    change = [
+        2,
+        "ca",
+        "ChangeAvailability",
+        {"operationalStatus": "Inoperative", "evse": {"id": 2}},
+    ]
+    assert h.receive(change)[0][2] == {"status": "Accepted"}
+    waiting_for_a_transaction(h, 1)
+    assert availability(h)[-1] == SetAvailability(None, None, operative=False)
+    status, _ = update_firmware(h, 2, retrieveDateTime="2026-01-01T01:00:10.000Z")
+    assert status == "AcceptedCanceled"
+    assert availability(h)[-1] == SetAvailability(1, None, operative=True)
+    assert SetAvailability(2, None, operative=True) not in availability(h)
+
+
+# ------------------------------------------------------- a restart mid-job
+def restart(
+    monkeypatch: pytest.MonkeyPatch,
+    store: FakeStore,
+    version: str = "0.1.0",
+    protocol: ProtocolVersion = ProtocolVersion.V201,
+) -> tuple[Harness, list[Any]]:
+    """The service restarts (power cut, crash): a new core on the same state store,
+    running ``version``; booted; returns it and what it sent."""
+    monkeypatch.setattr(helpers, "IDENTITY", replace(helpers.IDENTITY, firmware_version=version))
+    again = Harness(store)
+    boot = again.connect(protocol)
+    assert boot[-1][2] == "BootNotification"
+    frames = [boot[-1], *reply(again, again.reply(boot[-1], boot_result()))]
+    return again, frames
+
+
+def test_restart_while_the_download_is_scheduled_keeps_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DownloadScheduled, restart: TriggerMessage still reports DownloadScheduled with the
+    requestId, and the download starts at retrieveDateTime."""
+    store = FakeStore()
+    h = station(monkeypatch, store=store)
+    update_firmware(h, 3, retrieveDateTime="2026-01-01T00:10:10.000Z")
+    again, frames = restart(monkeypatch, store)
+    assert again.station._firmware.firmware_status() == ("DownloadScheduled", 3)
+    assert firmware_statuses(frames) == [] and commands(again) == []
+    frames = reply(again, again.advance(620))
+    assert firmware_statuses(frames) == ["Downloading"]
+    assert isinstance(commands(again)[-1], DownloadFirmware)
+
+
+def test_restart_during_the_download_starts_it_again_once_then_download_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Downloading, restart: once Accepted, Downloading again (the same request); a second
+    restart in the download: DownloadFailed (OCPP 2.1: statusInfo says Interrupted)."""
+    store = FakeStore()
+    h = station(monkeypatch, store=store)
+    update_firmware(h, 5)
+    again, frames = restart(monkeypatch, store)
+    assert firmware_statuses(frames) == ["Downloading"]
+    assert calls(frames, "FirmwareStatusNotification")[0][3]["requestId"] == 5
+    assert commands(again) == [
+        DownloadFirmware(5, "https://fw.example/chargepoint-9.9.9.tar", 3, 60, CERT, "c2lnbmF0dXJl")
+    ]
+    third, frames = restart(monkeypatch, store, protocol=ProtocolVersion.V21)
+    [notification] = calls(frames, "FirmwareStatusNotification")
+    assert notification[3]["status"] == "DownloadFailed" and notification[3]["requestId"] == 5
+    assert notification[3]["statusInfo"]["reasonCode"] == "Interrupted"
+    assert commands(third) == [] and third.station._firmware.firmware_status() == ("Idle", None)
+
+
+def test_restart_while_the_install_waits_downloads_and_checks_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SignatureVerified, InstallScheduled (a transaction runs), restart: the file is not
+    trusted across the restart: Downloading again, then the usual steps (the transaction
+    ended with the restart)."""
+    store = FakeStore()
+    h = station(monkeypatch, store=store)
+    waiting_for_a_transaction(h, 6)
+    again, frames = restart(monkeypatch, store)
+    # (InstallScheduled, still queued before the restart, goes out first)
+    assert firmware_statuses(frames)[-1:] == ["Downloading"]
+    assert isinstance(commands(again)[-1], DownloadFirmware)
+    # the runtime ends the transaction the restart cut short (PowerLoss)
+    again.station.station_event(again.now, SessionEnded(1, StoppedReason.POWER_LOSS, sample()))
+    frames = download_and_verify(again, 6)
+    assert firmware_statuses(frames) == ["Downloaded", "SignatureVerified", "Installing"]
+
+
+def test_restart_during_the_install_reports_installation_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installing, restart before the switch (the same release runs): InstallationFailed
+    once Accepted; the boot reason is not FirmwareUpdate."""
+    store = FakeStore()
+    h = station(monkeypatch, store=store)
+    update_firmware(h, 8)
+    download_and_verify(h, 8)
+    again, frames = restart(monkeypatch, store)
+    assert frames[0][3]["reason"] != "FirmwareUpdate"
+    assert firmware_statuses(frames) == ["InstallationFailed"]
+    assert not any(isinstance(c, DownloadFirmware | InstallFirmware) for c in commands(again))
+    assert store.state["firmware"] == {}
+
+
+def test_restart_after_the_switch_but_before_install_rebooting_reports_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installing, the switch done, the restart before InstallRebooting was stored: the
+    new release runs, so the boot is FirmwareUpdate and the outcome Installed."""
+    store = FakeStore()
+    h = station(monkeypatch, store=store)
+    update_firmware(h, 9)
+    download_and_verify(h, 9)
+    _, frames = restart(monkeypatch, store, version="9.9.9")
+    assert frames[0][3]["reason"] == "FirmwareUpdate"
+    assert firmware_statuses(frames) == ["Installed"]
+    assert "FirmwareUpdated" in security_events(frames)
+
+
+def test_l03_l04_publish_firmware_is_a_local_controller_use_case() -> None:
+    """PublishFirmware / UnpublishFirmware (L03/L04) are for a Local Controller, which
+    this station is not: CALLERROR NotSupported."""
+    h = Harness()
+    reply(h, h.boot())
+    publish = {"location": "https://fw.example/x", "checksum": "0" * 32, "requestId": 1}
+    assert h.receive([2, "p", "PublishFirmware", publish])[0][:3] == [4, "p", "NotSupported"]
+    unpublish = {"checksum": "0" * 32}
+    assert h.receive([2, "q", "UnpublishFirmware", unpublish])[0][:3] == [4, "q", "NotSupported"]

@@ -445,6 +445,7 @@ def test_tc_b_53_values_follow_the_evse_ratings() -> None:
         security_profile=1,
         basic_auth_password=None,
         evse_connectors=identity.evse_connectors,
+        evse_max_power_w={e: r.rated_power_w for e, r in identity.evse_ratings.items()},
     )
     model = DeviceModel(specs, {})
     station = OcppStation(
@@ -471,3 +472,7 @@ def test_tc_b_53_values_follow_the_evse_ratings() -> None:
     assert value("Connector", "ConnectorType", 2, 1) == "Unknown"  # not a ConnectorEnumType
     station.station_event(1000.0, meter(2, power_w=-11_000.4))
     assert value("EVSE", "Power", 2) == "-11000"
+    # Appendix 3: EVSE.Power's maxLimit is the rating (EVSE 1: 32 A x 230 V x 1 phase)
+    assert model.max_limit(ComponentKey("EVSE", evse_id=1), VariableKey("Power")) == 7360.0
+    station.station_event(1001.0, meter(1, power_w=9_000.0))  # a meter reading above it
+    assert value("EVSE", "Power", 1) == "7360"

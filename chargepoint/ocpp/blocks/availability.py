@@ -14,7 +14,9 @@ What the CSMS made Inoperative (station, EVSE or connector) is kept per
 connector in the state file and survives a reset or power cut (G03.FR.08,
 G04.FR.09): at start the runtime is told again, and until it reports back the
 block itself reports such a connector Unavailable instead of Available, so the
-first StatusNotification after the boot is already right.
+first StatusNotification after the boot is already right.  Apart from that, a
+firmware install waiting for transactions holds every EVSE Unavailable for a
+while (L01.FR.07); that hold is not stored and does not touch the CSMS's wish.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class AvailabilityBlock(Block):
             for evse, conn in (stored or {}).get("inoperative", [])
             if (int(evse), int(conn)) in self._status
         }
+        #: connectors held Unavailable for a pending firmware install (L01.FR.07)
+        self._held: set[Connector] = set()
         #: eventId of the last NotifyEvent
         self._event_seq = 0
 
@@ -106,9 +110,31 @@ class AvailabilityBlock(Block):
         """The runtime's status, except that an Inoperative connector the runtime
         still calls Available is Unavailable (G03.FR.08: e.g. right after a boot)."""
         status = self._status[key]
-        if key in self._inoperative and status is ConnectorStatus.AVAILABLE:
+        held = key in self._inoperative or key in self._held
+        if held and status is ConnectorStatus.AVAILABLE:
             return ConnectorStatus.UNAVAILABLE
         return status
+
+    def hold_for_firmware(self, now: float) -> None:
+        """L01.FR.07: a firmware install waits for transactions: every EVSE goes
+        Unavailable, a busy one once its session is over (the runtime schedules it,
+        as for G03.FR.05), so no new transaction starts."""
+        if self._held:
+            return
+        self._held = set(self._status)
+        self._outbox.emit(DeliverCommand(SetAvailability(None, None, operative=False)))
+        self._publish(now)
+
+    def release_firmware_hold(self, now: float) -> None:
+        """The install failed or was cancelled: the EVSEs are Available again, except
+        those the CSMS set Inoperative (G03.FR.08)."""
+        if not self._held:
+            return
+        self._held = set()
+        for evse_id, count in sorted(self._evse_connectors.items()):
+            if not any((evse_id, conn) in self._inoperative for conn in range(1, count + 1)):
+                self._outbox.emit(DeliverCommand(SetAvailability(evse_id, None, operative=True)))
+        self._publish(now)
 
     def _publish(self, now: float) -> None:
         """Connector.AvailabilityState follows every change; online, the CSMS hears
@@ -264,7 +290,10 @@ class AvailabilityBlock(Block):
                 return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
         else:
             evse_id = None
-        self._outbox.emit(DeliverCommand(SetAvailability(evse_id, connector_id, operative)))
+        if not (operative and self._held):
+            # L01.FR.07: while a firmware install holds the EVSEs, Operative waits for
+            # the release (release_firmware_hold).
+            self._outbox.emit(DeliverCommand(SetAvailability(evse_id, connector_id, operative)))
         # G03.FR.08 / G04.FR.09: the new state persists (a Scheduled one too: the
         # transaction does not survive a restart, the wish does).
         scope = {

@@ -20,19 +20,31 @@ reason is FirmwareUpdate and, once the BootNotification is Accepted, Installed i
 reported if the station runs that version (else InstallationFailed: the release
 was rolled back).  A newer UpdateFirmware cancels the job (L01.FR.24) unless the
 switch is under way (L01.FR.27).
+
+While the install waits for running transactions, every EVSE is held Unavailable
+through :class:`AvailabilityBlock` (L01.FR.07), and released if the install fails
+or is cancelled.  The job itself (the request and its phase) is stored at every
+step, so a restart that cuts it short is reported, not forgotten (see
+:meth:`FirmwareBlock._resume`): a scheduled download still waits; a download,
+signature check or wait for the install starts the download again (once, for an
+interrupted download: twice is DownloadFailed); an install is InstallationFailed
+unless the station already runs a different release (the switch was done: as
+after InstallRebooting).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any, Protocol
 
-from chargepoint.errors import RemoteProtocolError
+from chargepoint.errors import LocalProtocolError, RemoteProtocolError
+from chargepoint.ocpp.blocks.availability import AvailabilityBlock
 from chargepoint.ocpp.blocks.security import SecurityBlock
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
+from chargepoint.ocpp.device_model import ComponentKey, VariableKey
 from chargepoint.ocpp.outbox import (
     Block,
     DeliverCommand,
@@ -42,7 +54,7 @@ from chargepoint.ocpp.outbox import (
     parse_timestamp,
 )
 from chargepoint.ocpp.queue import MessageKind, QueuedMessage
-from chargepoint.ocpp.rpc import Call, JsonObject
+from chargepoint.ocpp.rpc import Call, JsonObject, ProtocolVersion
 from chargepoint.ocpp.station_io import (
     CancelFirmware,
     DownloadFirmware,
@@ -59,7 +71,15 @@ DEFAULT_RETRIES = 3
 DEFAULT_RETRY_INTERVAL_S = 60
 #: longest wait for the CSMS to take InstallRebooting before rebooting anyway
 REBOOT_WAIT_S = 30.0
+#: restarts in the middle of one job's download before it is DownloadFailed
+MAX_INTERRUPTED_DOWNLOADS = 1
 STATE = "firmware"
+#: L01.FR.07: with this ChargingStation variable true, new sessions may start while
+#: the install waits (undeclared counts as false)
+ALLOW_NEW_SESSIONS = (
+    ComponentKey("ChargingStation"),
+    VariableKey("AllowNewSessionsPendingFirmwareUpdate"),
+)
 
 
 class SigningCheck(Protocol):
@@ -80,18 +100,35 @@ class Phase(Enum):
 
 
 @dataclass(frozen=True)
-class _Job:
+class _Request:
+    """What UpdateFirmware asked for, as stored (wall-clock times as the CSMS sent them)."""
+
     request_id: int
     location: str
     retries: int
     retry_interval_s: int
     certificate: str
     signature: str
+    retrieve_date_time: str
+    install_date_time: str | None
+    #: the release running when the request came (tells a done switch after a restart)
+    from_version: str | None
+
+
+@dataclass(frozen=True)
+class _Job:
+    request: _Request
     retrieve_at: float  # monotonic
     install_at: float | None  # monotonic
     phase: Phase = Phase.SCHEDULED
     path: str | None = None
     install_scheduled_sent: bool = False
+    #: downloads a restart cut short so far
+    interrupted: int = 0
+
+    @property
+    def request_id(self) -> int:
+        return self.request.request_id
 
 
 #: what the runtime may report, and whether it ends the job
@@ -117,6 +154,7 @@ class FirmwareBlock(Block):
         *,
         signing: SigningCheck | None,
         transactions: TransactionsBlock,
+        availability: AvailabilityBlock,
         security: SecurityBlock,
         running_version: str | None,
         stored: Mapping[str, Any] | None = None,
@@ -124,6 +162,7 @@ class FirmwareBlock(Block):
         self._outbox = outbox
         self._signing = signing
         self._transactions = transactions
+        self._availability = availability
         self._security = security
         self._running_version = running_version
         self._job: _Job | None = None
@@ -134,10 +173,12 @@ class FirmwareBlock(Block):
         #: reboot once InstallRebooting is delivered (True), or at this time anyway
         self._reboot_due: float | None = None
         self._reboot_now = False
-        if stored and stored.get("status") == "InstallRebooting":
-            request_id = int(stored["requestId"])
-            self._after_reboot = (request_id, stored.get("version"))
-            self._last = ("InstallRebooting", request_id)
+        #: the phase a restart interrupted, acted on at the first clock input
+        self._interrupted: Phase | None = None
+        #: EVSEs are held Unavailable for the install (L01.FR.07)
+        self._holding = False
+        if stored:
+            self._load(stored)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"UpdateFirmware": self._on_update_firmware}
@@ -163,9 +204,17 @@ class FirmwareBlock(Block):
         certificate = firmware.get("signingCertificate")
         signature = firmware.get("signature")
         if not certificate or not signature:
-            # TC_L_18: this station only takes signed firmware (L01), never L02.
+            # TC_L_18: this station takes signed firmware only (L01); the unsigned
+            # update of L02 would install code nobody vouched for.
             logger.warning("UpdateFirmware %d without signature refused", request_id)
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsignedFirmware"}}
+            return {
+                "status": "Rejected",
+                "statusInfo": {
+                    "reasonCode": "UnsignedFirmware",
+                    "additionalInfo": "signed firmware only: signingCertificate and "
+                    "signature are required",
+                },
+            }
         verdict = (
             "InvalidCertificate"
             if self._signing is None
@@ -179,10 +228,23 @@ class FirmwareBlock(Block):
                 now, "InvalidFirmwareSigningCertificate", f"UpdateFirmware {request_id}: {verdict}"
             )
             return {"status": verdict}
+        retries = payload.get("retries")
+        interval = payload.get("retryInterval")
+        request = _Request(
+            request_id=request_id,
+            location=firmware["location"],
+            retries=DEFAULT_RETRIES if retries is None else max(0, int(retries)),
+            retry_interval_s=(
+                DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))
+            ),
+            certificate=certificate,
+            signature=signature,
+            retrieve_date_time=firmware["retrieveDateTime"],
+            install_date_time=firmware.get("installDateTime"),
+            from_version=self._running_version,
+        )
         try:
-            retrieve_at = self._monotonic(firmware["retrieveDateTime"])
-            install_text = firmware.get("installDateTime")
-            install_at = None if install_text is None else self._monotonic(install_text)
+            job = self._job_for(request)
         except RemoteProtocolError as exc:
             return {
                 "status": "Rejected",
@@ -196,26 +258,24 @@ class FirmwareBlock(Block):
             # L01.FR.24: a newer request cancels the ongoing update.
             logger.info("UpdateFirmware %d cancels %d", request_id, self._job.request_id)
             self._outbox.emit(DeliverCommand(CancelFirmware(self._job.request_id)))
+            self._release(now)
             status = "AcceptedCanceled"
-        retries = payload.get("retries")
-        interval = payload.get("retryInterval")
-        self._job = _Job(
-            request_id=request_id,
-            location=firmware["location"],
-            retries=DEFAULT_RETRIES if retries is None else max(0, int(retries)),
-            retry_interval_s=(
-                DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))
-            ),
-            certificate=certificate,
-            signature=signature,
-            retrieve_at=retrieve_at,
-            install_at=install_at,
-        )
-        if now < retrieve_at:
+        self._job = job
+        if now < job.retrieve_at:
             self._report("DownloadScheduled", request_id)
+            self._set(job)
         else:
             self._advance(now)
         return {"status": status}
+
+    def _job_for(self, request: _Request) -> _Job:
+        """A new job for ``request``; raises RemoteProtocolError for a bad timestamp."""
+        install = request.install_date_time
+        return _Job(
+            request=request,
+            retrieve_at=self._monotonic(request.retrieve_date_time),
+            install_at=None if install is None else self._monotonic(install),
+        )
 
     def _monotonic(self, timestamp: str) -> float:
         return parse_timestamp(timestamp) - self._outbox.utc_offset_s
@@ -227,33 +287,55 @@ class FirmwareBlock(Block):
         if job is None:
             return
         if job.phase is Phase.SCHEDULED and now >= job.retrieve_at:
-            self._job = replace(job, phase=Phase.DOWNLOADING)
+            request = job.request
             self._report("Downloading", job.request_id)
+            self._set(replace(job, phase=Phase.DOWNLOADING))
             self._outbox.emit(
                 DeliverCommand(
                     DownloadFirmware(
-                        job.request_id,
-                        job.location,
-                        job.retries,
-                        job.retry_interval_s,
-                        job.certificate,
-                        job.signature,
+                        request.request_id,
+                        request.location,
+                        request.retries,
+                        request.retry_interval_s,
+                        request.certificate,
+                        request.signature,
                     )
                 )
             )
         elif job.phase is Phase.WAITING:
             later = job.install_at is not None and now < job.install_at
             busy = self._transactions.busy(None)
+            if not later and busy:
+                self._hold(now)  # L01.FR.07
             if later or busy:
                 if not job.install_scheduled_sent:
                     # L01.FR.16: installDateTime ahead; L01.FR.06: a transaction runs.
-                    self._job = replace(job, install_scheduled_sent=True)
                     self._report("InstallScheduled", job.request_id)
+                    self._set(replace(job, install_scheduled_sent=True))
                 return
             assert job.path is not None
-            self._job = replace(job, phase=Phase.INSTALLING)
             self._report("Installing", job.request_id)
+            self._set(replace(job, phase=Phase.INSTALLING))
             self._outbox.emit(DeliverCommand(InstallFirmware(job.request_id, job.path)))
+
+    def _hold(self, now: float) -> None:
+        """L01.FR.07: while the install waits for transactions, no new one starts."""
+        if self._holding or self._new_sessions_allowed():
+            return
+        self._holding = True
+        self._availability.hold_for_firmware(now)
+
+    def _new_sessions_allowed(self) -> bool:
+        try:
+            return self._outbox.model.bool_value(*ALLOW_NEW_SESSIONS)
+        except LocalProtocolError:
+            return False  # L01.FR.07: "false or does not exist"
+
+    def _release(self, now: float) -> None:
+        """The install failed or was cancelled: the EVSEs are available again."""
+        if self._holding:
+            self._holding = False
+            self._availability.release_firmware_hold(now)
 
     def on_event(self, event: StationEvent, now: float) -> None:
         if not isinstance(event, FirmwareProgress):
@@ -273,11 +355,12 @@ class FirmwareBlock(Block):
             # A04/L01: an invalid firmware signature is a security event.
             self._security.security_event(now, "InvalidFirmwareSignature", event.detail)
         if ends:
-            self._job = None
+            self._set(None)
+            self._release(now)
         elif event.status == "Downloaded":
-            self._job = replace(job, phase=Phase.VERIFYING, path=event.path)
+            self._set(replace(job, phase=Phase.VERIFYING, path=event.path))
         elif event.status == "SignatureVerified":
-            self._job = replace(job, phase=Phase.WAITING)
+            self._set(replace(job, phase=Phase.WAITING))
             self._advance(now)
         elif event.status == "InstallRebooting":
             # L01.FR.15: InstallRebooting goes out (stored, durable) before the reboot;
@@ -315,6 +398,8 @@ class FirmwareBlock(Block):
 
     def on_clock(self, now: float) -> None:
         self._reboot_if_due(now)
+        if self._interrupted is not None and self._outbox.accepted:
+            self._resume(now)
         if self._job is not None and self._job.phase in (Phase.SCHEDULED, Phase.WAITING):
             self._advance(now)
         if self._after_reboot is not None and self._outbox.accepted:
@@ -326,7 +411,14 @@ class FirmwareBlock(Block):
         request_id, version = self._after_reboot
         self._after_reboot = None
         installed = version is not None and version == self._running_version
-        self._report("Installed" if installed else "InstallationFailed", request_id)
+        if installed:
+            self._report("Installed", request_id)
+        else:
+            self._report(
+                "InstallationFailed",
+                request_id,
+                reason=("RolledBack", f"running {self._running_version}, not {version}"),
+            )
         self._outbox.emit(StoreState(STATE, {}))
         if installed:
             self._security.security_event(now, "FirmwareUpdated", f"release {version}")
@@ -337,6 +429,91 @@ class FirmwareBlock(Block):
                 self._running_version,
                 version,
             )
+
+    # ------------------------------------------------------ across a restart
+    def _set(self, job: _Job | None) -> None:
+        """The job (None: no job) is kept and stored, so a restart finds it."""
+        self._job = job
+        if job is None:
+            self._outbox.emit(StoreState(STATE, {}))
+            return
+        self._outbox.emit(
+            StoreState(
+                STATE,
+                {
+                    "requestId": job.request_id,
+                    "status": self._last[0],
+                    "phase": job.phase.value,
+                    "request": asdict(job.request),
+                    "interrupted": job.interrupted,
+                },
+            )
+        )
+
+    def _load(self, stored: Mapping[str, Any]) -> None:
+        """The job a restart found in the state store (see :meth:`_resume`)."""
+        request_id = int(stored["requestId"])
+        if stored.get("status") == "InstallRebooting" and "request" not in stored:
+            self._after_reboot = (request_id, stored.get("version"))
+            self._last = ("InstallRebooting", request_id)
+            return
+        try:
+            request = _Request(**stored["request"])
+            job = replace(
+                self._job_for(request),
+                phase=Phase(stored["phase"]),
+                interrupted=int(stored.get("interrupted", 0)),
+            )
+        except (KeyError, TypeError, ValueError, RemoteProtocolError) as exc:
+            logger.error("stored firmware job %d unreadable, dropped: %s", request_id, exc)
+            return
+        self._job = job
+        self._last = (str(stored.get("status", "Idle")), request_id)
+        if job.phase is Phase.INSTALLING and self._running_version != request.from_version:
+            # The switch was done, the restart came before InstallRebooting was
+            # stored: the release running now tells the outcome, as after a reboot.
+            self._job = None
+            self._after_reboot = (request_id, self._running_version)
+        elif job.phase is not Phase.SCHEDULED:
+            self._interrupted = job.phase
+
+    def _resume(self, now: float) -> None:
+        """L01 after a restart cut the job short: a download (or its check) starts
+        again, once; a verified file is fetched and checked again rather than trusted
+        after the restart; an install that did not switch failed."""
+        phase, self._interrupted = self._interrupted, None
+        job = self._job
+        if job is None or phase is None:
+            return
+        logger.warning("firmware request %d: cut short by a restart (%s)", job.request_id, phase)
+        if phase is Phase.INSTALLING:
+            self._report(
+                "InstallationFailed",
+                job.request_id,
+                reason=("Interrupted", "the station restarted during the install"),
+            )
+            self._set(None)
+            return
+        interrupted = job.interrupted + (phase is not Phase.WAITING)
+        if interrupted > MAX_INTERRUPTED_DOWNLOADS:
+            self._report(
+                "DownloadFailed",
+                job.request_id,
+                reason=("Interrupted", "the station restarted during the download again"),
+            )
+            self._set(None)
+            return
+        self._set(
+            replace(
+                job,
+                phase=Phase.SCHEDULED,
+                retrieve_at=min(job.retrieve_at, now),
+                path=None,
+                install_scheduled_sent=False,
+                interrupted=interrupted,
+            )
+        )
+        self._advance(now)
 
     def next_deadline(self) -> float | None:
         job = self._job
@@ -350,12 +527,14 @@ class FirmwareBlock(Block):
             return job.install_at
         return None
 
-    def _report(self, status: str, request_id: int) -> None:
-        """L01.FR.01: every new state is reported, with the request's id (L01.FR.20)."""
+    def _report(
+        self, status: str, request_id: int, *, reason: tuple[str, str] | None = None
+    ) -> None:
+        """L01.FR.01: every new state is reported, with the request's id (L01.FR.20);
+        OCPP 2.1 also says why it failed (statusInfo)."""
         self._last = (status, request_id)
         logger.info("firmware request %d: %s", request_id, status)
-        self._outbox.enqueue(
-            "FirmwareStatusNotification",
-            {"status": status, "requestId": request_id},
-            MessageKind.OTHER,
-        )
+        payload: JsonObject = {"status": status, "requestId": request_id}
+        if reason is not None and self._outbox.version is ProtocolVersion.V21:
+            payload["statusInfo"] = {"reasonCode": reason[0], "additionalInfo": reason[1]}
+        self._outbox.enqueue("FirmwareStatusNotification", payload, MessageKind.OTHER)

@@ -546,11 +546,7 @@ class SmartChargingBlock(Block):
     @staticmethod
     def _default_limit(rating: EvseRating, unit: RateUnit) -> float:
         """What the EVSE can do where no profile limits (its rating, in ``unit``)."""
-        if unit is RateUnit.A:
-            return rating.max_current_a
-        phases = 1 if rating.dc else rating.phases
-        power = rating.max_current_a * rating.voltage_v * phases
-        return power if rating.max_power_w is None else min(power, rating.max_power_w)
+        return rating.max_current_a if unit is RateUnit.A else rating.rated_power_w
 
     # --------------------------------------------------------------- persistence
     def _persist(self) -> None:

@@ -14,8 +14,12 @@ out as an Updated event within a transaction or as MeterValues outside one
 start), both bounded in memory.  An authorization given while no EV is
 connected lapses after TxCtrlr.EVConnectionTimeOut (E03): a transaction it
 started ends (EVConnectTimeout / Timeout) and the runtime is told to withdraw
-it.  Every TransactionEvent is durable (queued before it is sent); the open
-transactions are persisted so that seqNo survives a restart.
+it.  A TransactionEventResponse refusing the transaction's idToken deauthorizes it
+(E05/E06.FR.04): at once with TxCtrlr.StopTxOnInvalidId, else once
+MaxEnergyOnInvalidId Wh more have been delivered (0: never); the runtime gets
+:class:`~chargepoint.ocpp.station_io.Deauthorize`.  Every TransactionEvent is
+durable (queued before it is sent); the open transactions are persisted so that
+seqNo survives a restart.
 
 The payloads and seqNo bookkeeping are :mod:`chargepoint.ocpp.transactions`.
 """
@@ -40,10 +44,11 @@ from chargepoint.ocpp.outbox import (
     StoreState,
     format_timestamp,
 )
-from chargepoint.ocpp.queue import MessageKind
+from chargepoint.ocpp.queue import MessageKind, QueuedMessage
 from chargepoint.ocpp.rpc import Call, JsonObject
 from chargepoint.ocpp.station_io import (
     ChargingState,
+    Deauthorize,
     EvseActivity,
     IdToken,
     MeterSample,
@@ -68,6 +73,9 @@ TX_ENDED_ALIGNED_MAX = 500
 TX_ENDED_SAMPLED_MAX = 500
 #: TxCtrlr.EVConnectionTimeOut and SampledDataCtrlr.TxEndedInterval
 _EV_CONNECTION_TIMEOUT = VariableKey("EVConnectionTimeOut")
+#: TxCtrlr.StopTxOnInvalidId / MaxEnergyOnInvalidId (E05)
+_STOP_TX_ON_INVALID_ID = VariableKey("StopTxOnInvalidId")
+_MAX_ENERGY_ON_INVALID_ID = VariableKey("MaxEnergyOnInvalidId")
 _SAMPLED_TX_ENDED_INTERVAL = VariableKey("TxEndedInterval")
 _POWER = VariableKey("Power")
 
@@ -162,8 +170,12 @@ class TransactionsBlock(Block):
         self._tx_ended_samples: dict[int, _TxEndedSamples] = {}
         #: E03: when the authorization given on an EVSE without an EV lapses
         self._connect_deadline: dict[int, float] = {}
-        #: EVSEs whose authorization lapsed while the runtime still reports it
-        self._lapsed: set[int] = set()
+        #: EVSEs whose authorization lapsed (E03) or the CSMS withdrew (E05) while
+        #: the runtime still reports it, and the stop reason to report
+        self._withdrawn: dict[int, StoppedReason] = {}
+        #: E05, StopTxOnInvalidId false: the import register (Wh) at which the
+        #: transaction on the EVSE is deauthorized (MaxEnergyOnInvalidId reached)
+        self._invalid_energy_until: dict[int, float] = {}
         #: the EVSE.Power value last reported, per EVSE
         self._power: dict[int, str] = {}
 
@@ -180,10 +192,12 @@ class TransactionsBlock(Block):
                 self._on_session_started(event, now)
             case MeterSample():
                 self._on_meter_sample(event, now)
+                self._check_invalid_energy(event, now)
             case SessionEnded():
                 self._on_session_ended(event, now)
             case EvseActivity():
                 self._on_activity(event, now)
+                self._check_invalid_energy(event.meter, now)
 
     def busy(self, evse_id: int | None) -> bool:
         """A transaction runs on ``evse_id`` (on any EVSE for ``None``)."""
@@ -330,10 +344,15 @@ class TransactionsBlock(Block):
         """EVSE.Power (Appendix 3): the power flowing now, whole watts."""
         if not math.isfinite(sample.power_w):
             return
-        value = str(round(sample.power_w))
+        component = ComponentKey("EVSE", evse_id=sample.evse_id)
+        power = sample.power_w
+        rated = self._model.max_limit(component, _POWER)
+        if rated is not None and power > rated:
+            power = rated  # a meter reading above the rating must not break the model
+        value = str(round(power))
         if sample.evse_id in self._evse_connectors and value != self._power.get(sample.evse_id):
             self._power[sample.evse_id] = value
-            self._outbox.update(ComponentKey("EVSE", evse_id=sample.evse_id), _POWER, value)
+            self._outbox.update(component, _POWER, value)
 
     def _on_session_ended(self, event: SessionEnded, now: float) -> None:
         payload = self._transactions.ended(
@@ -364,7 +383,7 @@ class TransactionsBlock(Block):
         if event.evse_id not in self._evse_connectors:
             logger.error("runtime reported activity on unknown EVSE %d: ignored", event.evse_id)
             return
-        event = self._mask_lapsed(event)
+        event = self._mask_withdrawn(event)
         self._watch_ev_connection(event, now)
         previous = self._activity.get(event.evse_id)
         self._activity[event.evse_id] = event
@@ -422,6 +441,10 @@ class TransactionsBlock(Block):
             remote_start_id = event.remote_start_id
             trigger = "RemoteStart" if remote_start_id is not None else "Authorized"
             track.token_sent = token is not None
+        lost_authorization = before is not None and before["Authorized"] and not event.authorized
+        if lost_authorization and event.stopped_reason is StoppedReason.DE_AUTHORIZED:
+            # E05: deauthorized, the transaction goes on (TxStopPoint without Authorized)
+            trigger = "Deauthorized"
         changed_state = state if state is not track.state else None
         if trigger is None and changed_state is not None:
             trigger = "ChargingStateChanged"
@@ -483,6 +506,54 @@ class TransactionsBlock(Block):
         for evse_id, deadline in sorted(self._connect_deadline.items()):
             if now >= deadline:
                 self._authorization_lapsed(evse_id, now)
+
+    def on_queued_result(self, message: QueuedMessage, result: JsonObject, now: float) -> None:
+        """E05 / E06.FR.04 / C12: the CSMS refused the idToken of a running transaction."""
+        info = result.get("idTokenInfo")
+        if message.action != "TransactionEvent" or info is None or info["status"] == "Accepted":
+            return
+        tx = self._transactions.by_id(message.payload["transactionInfo"]["transactionId"])
+        if tx is None or tx.evse_id in self._withdrawn:
+            return  # already over, or already deauthorized
+        logger.warning(
+            "EVSE %d: the CSMS answered %s for the idToken of transaction %s",
+            tx.evse_id,
+            info["status"],
+            tx.transaction_id,
+        )
+        if self._model.bool_value(dm.TX_CTRLR, _STOP_TX_ON_INVALID_ID):
+            self._deauthorize(tx.evse_id, now)  # E05: StopTxOnInvalidId true
+            return
+        max_wh = self._model.int_value(dm.TX_CTRLR, _MAX_ENERGY_ON_INVALID_ID)
+        sample = self._last_sample.get(tx.evse_id)
+        if max_wh > 0 and sample is not None and tx.evse_id not in self._invalid_energy_until:
+            # E05: energy may still flow until MaxEnergyOnInvalidId has been delivered.
+            self._invalid_energy_until[tx.evse_id] = sample.import_wh + max_wh
+
+    def _check_invalid_energy(self, sample: MeterSample, now: float) -> None:
+        until = self._invalid_energy_until.get(sample.evse_id)
+        if until is None:
+            return
+        if self._transactions.on_evse(sample.evse_id) is None:
+            del self._invalid_energy_until[sample.evse_id]  # the transaction is over
+        elif sample.import_wh >= until:
+            logger.warning("EVSE %d: MaxEnergyOnInvalidId delivered", sample.evse_id)
+            del self._invalid_energy_until[sample.evse_id]
+            self._deauthorize(sample.evse_id, now)
+
+    def _deauthorize(self, evse_id: int, now: float) -> None:
+        """E05: withdraw the authorization of the transaction on ``evse_id``: the
+        runtime stops the charge; the last snapshot is re-read without the
+        authorization, so TxStopPoint Authorized ends the transaction (Deauthorized,
+        DeAuthorized; E06.FR.04) and otherwise an Updated event says Deauthorized."""
+        tx = self._transactions.on_evse(evse_id)
+        if tx is None:
+            return
+        self._outbox.emit(DeliverCommand(Deauthorize(evse_id, tx.transaction_id)))
+        activity = self._activity.get(evse_id)
+        if activity is not None:  # (a runtime-driven session ends by SessionEnded)
+            self._withdrawn[evse_id] = StoppedReason.DE_AUTHORIZED
+            self._on_activity(activity, now)
 
     def next_deadline(self) -> float | None:
         dues = [
@@ -547,22 +618,26 @@ class TransactionsBlock(Block):
         if event.evse_id not in self._connect_deadline and timeout > 0:
             self._connect_deadline[event.evse_id] = now + timeout
 
-    def _mask_lapsed(self, event: EvseActivity) -> EvseActivity:
-        """After a lapsed authorization the runtime may still report it until our
-        RemoteStop reaches it: it counts as withdrawn until the runtime says so."""
-        if event.evse_id not in self._lapsed:
+    def _mask_withdrawn(self, event: EvseActivity) -> EvseActivity:
+        """After a lapsed (E03) or deauthorized (E05) authorization the runtime may
+        still report it until our command reaches it: it counts as withdrawn until
+        the runtime says so."""
+        reason = self._withdrawn.get(event.evse_id)
+        if reason is None:
             return event
         if not event.authorized:
-            self._lapsed.discard(event.evse_id)
+            del self._withdrawn[event.evse_id]
             return event
-        return replace(event, authorized=False, id_token=None, remote_start_id=None)
+        return replace(
+            event, authorized=False, id_token=None, remote_start_id=None, stopped_reason=reason
+        )
 
     def _authorization_lapsed(self, evse_id: int, now: float) -> None:
         """E03.FR.05: no EV within EVConnectionTimeOut: end the transaction the
         authorization started (triggerReason EVConnectTimeout, stoppedReason
         Timeout) and have the runtime withdraw the authorization."""
         del self._connect_deadline[evse_id]
-        self._lapsed.add(evse_id)
+        self._withdrawn[evse_id] = StoppedReason.TIMEOUT
         logger.info("EVSE %d: no EV within EVConnectionTimeOut: authorization withdrawn", evse_id)
         activity = self._activity.get(evse_id)
         if activity is not None:
