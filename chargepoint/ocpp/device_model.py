@@ -8,7 +8,8 @@ the three questions the CSMS can ask:
 * :meth:`DeviceModel.get` -- one GetVariableData entry (use case B06);
 * :meth:`DeviceModel.set` -- one SetVariableData entry (use case B05), with the
   value check the variable's characteristics demand;
-* :meth:`DeviceModel.report` -- the reportData entries of a base report (B07).
+* :meth:`DeviceModel.report` -- the reportData entries of a base report (B07);
+  :meth:`DeviceModel.custom_report` those a GetReport selects (B08).
 
 Values are kept as the strings OCPP carries; typed accessors convert on read.
 ``set`` does not persist anything: it returns whether the new value must be
@@ -19,8 +20,9 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -83,6 +85,15 @@ class ReportBase(Enum):
     SUMMARY_INVENTORY = "SummaryInventory"
 
 
+class ComponentCriterion(Enum):
+    """ComponentCriterionEnumType: which components a GetReport (B08) selects."""
+
+    ACTIVE = "Active"
+    AVAILABLE = "Available"
+    ENABLED = "Enabled"
+    PROBLEM = "Problem"
+
+
 @dataclass(frozen=True, order=True)
 class ComponentKey:
     name: str
@@ -124,6 +135,45 @@ class VariableKey:
 
 
 @dataclass(frozen=True)
+class ReportFilter:
+    """One componentVariable entry of a GetReport (B08); a field left out matches
+    every value: no evse -> every EVSE (TC_B_56), no variable -> every variable of
+    the component (B08.FR.20), no variable instance -> every instance (B08.FR.21)."""
+
+    component: str
+    instance: str | None = None
+    evse_id: int | None = None
+    connector_id: int | None = None
+    variable: str | None = None
+    variable_instance: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReportFilter:
+        component = data["component"]
+        evse = component.get("evse") or {}
+        variable = data.get("variable") or {}
+        return cls(
+            component["name"],
+            component.get("instance"),
+            evse.get("id"),
+            evse.get("connectorId"),
+            variable.get("name"),
+            variable.get("instance"),
+        )
+
+    def matches(self, component: ComponentKey, variable: VariableKey) -> bool:
+        wanted = (
+            (self.component, component.name),
+            (self.instance, component.instance),
+            (self.evse_id, component.evse_id),
+            (self.connector_id, component.connector_id),
+            (self.variable, variable.name),
+            (self.variable_instance, variable.instance),
+        )
+        return all(want is None or want == have for want, have in wanted)
+
+
+@dataclass(frozen=True)
 class Characteristics:
     """VariableCharacteristicsType.  For strings the limits are lengths."""
 
@@ -132,9 +182,14 @@ class Characteristics:
     min_limit: float | None = None
     max_limit: float | None = None
     values_list: tuple[str, ...] = ()
+    #: a monitor (N04) may watch it; the station declares every readable variable so
+    supports_monitoring: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"dataType": self.data_type.value, "supportsMonitoring": False}
+        out: dict[str, Any] = {
+            "dataType": self.data_type.value,
+            "supportsMonitoring": self.supports_monitoring,
+        }
         if self.unit is not None:
             out["unit"] = self.unit
         if self.min_limit is not None:
@@ -174,6 +229,8 @@ class VariableSpec:
 
 
 ValueKey = tuple[ComponentKey, VariableKey, AttributeType]
+#: Told of every change of an Actual value: (component, variable, old, new).
+Observer = Callable[[ComponentKey, VariableKey, str | None, str], None]
 
 
 @dataclass(frozen=True)
@@ -278,6 +335,17 @@ class DeviceModel:
                 values[attribute] = saved if usable else attr_spec.initial
             self._variables[key] = _Variable(spec, values)
             self._components.add(spec.component)
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer`` whenever an Actual value changes, by :meth:`set` or
+        :meth:`update` (the monitors of N07 watch the device model this way)."""
+        self._observers.append(observer)
+
+    def _changed(self, var: _Variable, attribute: AttributeType, old: str | None, new: str) -> None:
+        if attribute is AttributeType.ACTUAL and old != new:
+            for observer in self._observers:
+                observer(var.spec.component, var.spec.variable, old, new)
 
     # ----------------------------------------------------------- CSMS access
     def get(
@@ -315,10 +383,17 @@ class DeviceModel:
         if attr_spec.mutability is Mutability.READ_ONLY:
             # B05: a ReadOnly variable is rejected.
             return SetOutcome(SetVariableStatus.REJECTED, "ReadOnly")
+        limit = self._size_limit(CONFIGURATION_VALUE_SIZE)
+        if limit is not None and len(value) > limit:
+            # SetVariableData.attributeValue is limited by ConfigurationValueSize /
+            # ValueSize (Appendix 3, DeviceDataCtrlr): longer is Rejected (B05).
+            return SetOutcome(SetVariableStatus.REJECTED, "ValueTooLong")
         problem = check_value(found.spec.characteristics, value)
         if problem is not None:
             return SetOutcome(SetVariableStatus.REJECTED, problem)
+        old = found.values[attribute]
         found.values[attribute] = value
+        self._changed(found, attribute, old, value)
         persist = None
         if attr_spec.persistent:
             persist = ((component, variable, attribute), value)
@@ -344,28 +419,76 @@ class DeviceModel:
                 and var.spec.variable.name not in _SUMMARY_VARIABLES
             ):
                 continue
-            attributes = []
-            for attribute, attr_spec in var.spec.attributes.items():
-                entry: dict[str, Any] = {
-                    "type": attribute.value,
-                    "mutability": attr_spec.mutability.value,
-                    "persistent": attr_spec.persistent,
-                    "constant": attr_spec.constant,
-                }
-                value = var.values[attribute]
-                # B07: the value of a WriteOnly variable is not reported.
-                if attr_spec.mutability is not Mutability.WRITE_ONLY and value is not None:
-                    entry["value"] = value
-                attributes.append(entry)
-            item: dict[str, Any] = {
-                "component": var.spec.component.to_json(),
-                "variable": var.spec.variable.to_json(),
-                "variableAttribute": attributes,
-            }
-            if base is not ReportBase.SUMMARY_INVENTORY:
-                item["variableCharacteristics"] = var.spec.characteristics.to_json()
-            out.append(item)
+            out.append(self._report_item(var, base is not ReportBase.SUMMARY_INVENTORY))
         return out
+
+    def custom_report(
+        self, criteria: Iterable[ComponentCriterion], filters: Iterable[ReportFilter]
+    ) -> list[dict[str, Any]]:
+        """reportData entries for a GetReport (use case B08), in a stable order: the
+        variables that match one of ``filters`` (none: all) *and* whose component
+        meets one of ``criteria`` (none: all) -- TC_B_18 combines both."""
+        criteria = tuple(criteria)
+        filters = tuple(filters)
+        out: list[dict[str, Any]] = []
+        for key in sorted(self._variables, key=_sort_key):
+            component, variable = key
+            if filters and not any(f.matches(component, variable) for f in filters):
+                continue
+            if criteria and not any(self._meets(component, c) for c in criteria):
+                continue
+            out.append(self._report_item(self._variables[key], True))
+        return out
+
+    def _meets(self, component: ComponentKey, criterion: ComponentCriterion) -> bool:
+        """B08.FR.07-09: Active / Available / Enabled select a component whose variable
+        of that name is true or that has no such variable; B08.FR.10: Problem only
+        one whose Problem variable is true."""
+        var = self._variables.get((component, VariableKey(criterion.value)))
+        is_true = var is not None and var.values.get(AttributeType.ACTUAL) == "true"
+        if criterion is ComponentCriterion.PROBLEM:
+            return is_true
+        return var is None or is_true
+
+    def _report_item(self, var: _Variable, characteristics: bool) -> dict[str, Any]:
+        attributes = []
+        for attribute, attr_spec in var.spec.attributes.items():
+            entry: dict[str, Any] = {
+                "type": attribute.value,
+                "mutability": attr_spec.mutability.value,
+                "persistent": attr_spec.persistent,
+                "constant": attr_spec.constant,
+            }
+            value = var.values[attribute]
+            # B07.FR.03 / B08.FR.03: the value of a WriteOnly variable is not reported.
+            if attr_spec.mutability is not Mutability.WRITE_ONLY and value is not None:
+                entry["value"] = self.reported(value)
+            attributes.append(entry)
+        item: dict[str, Any] = {
+            "component": var.spec.component.to_json(),
+            "variable": var.spec.variable.to_json(),
+            "variableAttribute": attributes,
+        }
+        if characteristics:
+            item["variableCharacteristics"] = var.spec.characteristics.to_json()
+        return item
+
+    def reported(self, value: str) -> str:
+        """``value`` cut to DeviceDataCtrlr ReportingValueSize (and ValueSize), the
+        limit of GetVariableResult.attributeValue, VariableAttribute.value and
+        EventData.actualValue (OCPP 2.0.1 Part 2 Appendix 3, DeviceDataCtrlr)."""
+        limit = self._size_limit(REPORTING_VALUE_SIZE)
+        return value if limit is None else value[:limit]
+
+    def _size_limit(self, specific: VariableKey) -> int | None:
+        """The smaller of DeviceDataCtrlr ``specific`` and ValueSize, those declared."""
+        limits = []
+        for variable in (specific, VALUE_SIZE):
+            var = self._variables.get((DEVICE_DATA, variable))
+            raw = None if var is None else var.values.get(AttributeType.ACTUAL)
+            if raw is not None and raw.strip().isdigit():
+                limits.append(int(raw))
+        return min(limits, default=None)
 
     # -------------------------------------------------------- station access
     def value(
@@ -406,7 +529,9 @@ class DeviceModel:
         problem = check_value(var.spec.characteristics, value)
         if problem is not None:
             raise LocalProtocolError(f"{component.name}.{variable.name} = {value!r}: {problem}")
+        old = var.values.get(attribute)
         var.values[attribute] = value
+        self._changed(var, attribute, old, value)
         attr_spec = var.spec.attributes[attribute]
         return ((component, variable, attribute), value) if attr_spec.persistent else None
 
@@ -414,6 +539,13 @@ class DeviceModel:
         """The declared maxLimit of a numeric variable (None: none or undeclared)."""
         found = self._variables.get((component, variable))
         return None if found is None else found.spec.characteristics.max_limit
+
+    def spec(
+        self, component: ComponentKey, variable: VariableKey
+    ) -> VariableSpec | GetVariableStatus:
+        """The declaration of a variable, or UnknownComponent / UnknownVariable."""
+        found = self._lookup(component, variable)
+        return found if isinstance(found, GetVariableStatus) else found.spec
 
     def _lookup(
         self, component: ComponentKey, variable: VariableKey
@@ -473,6 +605,9 @@ ITEMS_PER_MESSAGE_SET_VARIABLES = VariableKey("ItemsPerMessage", "SetVariables")
 BYTES_PER_MESSAGE_GET_REPORT = VariableKey("BytesPerMessage", "GetReport")
 BYTES_PER_MESSAGE_GET_VARIABLES = VariableKey("BytesPerMessage", "GetVariables")
 BYTES_PER_MESSAGE_SET_VARIABLES = VariableKey("BytesPerMessage", "SetVariables")
+CONFIGURATION_VALUE_SIZE = VariableKey("ConfigurationValueSize")
+REPORTING_VALUE_SIZE = VariableKey("ReportingValueSize")
+VALUE_SIZE = VariableKey("ValueSize")
 DATE_TIME = VariableKey("DateTime")
 SECURITY_PROFILE = VariableKey("SecurityProfile")
 NETWORK_CONFIGURATION_PRIORITY = VariableKey("NetworkConfigurationPriority")
@@ -576,7 +711,34 @@ def _spec(
     return VariableSpec(
         component,
         VariableKey(row.variable, row.instance),
-        Characteristics(DataType(row.data_type), row.unit, row.min_limit, max_limit, row.values),
+        Characteristics(
+            DataType(row.data_type),
+            row.unit,
+            row.min_limit,
+            max_limit,
+            row.values,
+            # N04: any variable whose value may be read can be monitored
+            supports_monitoring=row.mutability != "WriteOnly",
+        ),
         {AttributeType.ACTUAL: attribute},
         row.reboot_required,
     )
+
+
+def report_parts(model: DeviceModel, data: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split report entries so that each NotifyReport / NotifyMonitoringReport holds at
+    most ItemsPerMessage entries and stays within BytesPerMessage (DeviceDataCtrlr,
+    instance GetReport)."""
+    max_items = max(1, model.int_value(DEVICE_DATA, ITEMS_PER_MESSAGE_GET_REPORT))
+    max_bytes = model.int_value(DEVICE_DATA, BYTES_PER_MESSAGE_GET_REPORT)
+    envelope = 200  # frame, ids, requestId, generatedAt, tbc, seqNo
+    parts: list[list[dict[str, Any]]] = [[]]
+    used = envelope
+    for item in data:
+        size = len(json.dumps(item, separators=(",", ":")).encode()) + 1
+        if parts[-1] and (len(parts[-1]) >= max_items or used + size > max_bytes):
+            parts.append([])
+            used = envelope
+        parts[-1].append(item)
+        used += size
+    return parts

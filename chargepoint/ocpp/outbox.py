@@ -138,6 +138,10 @@ class Outbox(Protocol):
     def new_id(self) -> str:
         """A fresh unique identifier (transaction ids)."""
 
+    def next_event_id(self) -> int:
+        """The next NotifyEvent eventId: one sequence for every block, continued
+        across restarts (a CSMS tells events apart by it)."""
+
     def emit(self, action: BlockAction) -> None:
         """Hand an action to the adapter, after those emitted before it."""
 

@@ -186,6 +186,9 @@ _TX = "TxCtrlr"
 _DEVICE_DATA = "DeviceDataCtrlr"
 _SAMPLED = "SampledDataCtrlr"
 _ALIGNED = "AlignedDataCtrlr"
+_MONITORING = "MonitoringCtrlr"
+#: MonitoringBaseEnumType (OCPP 2.0.1 Part 2 §3), the values of ActiveMonitoringBase
+MONITORING_BASES = ("All", "FactoryDefault", "HardWiredOnly")
 _MEASURANDS = SUPPORTED_MEASURANDS
 
 # fmt: off
@@ -233,6 +236,14 @@ STATION_VARIABLES: tuple[Row, ...] = (
         instance="GetVariables", constant=True),
     Row(_DEVICE_DATA, "BytesPerMessage", "integer", RO, "32000",
         instance="SetVariables", constant=True),
+    # Longest SetVariables value accepted (the schema's 1000) and longest value
+    # reported before it is cut (the schema's 2500); ValueSize bounds both.
+    Row(_DEVICE_DATA, "ConfigurationValueSize", "integer", RO, "1000", min_limit=1,
+        max_limit=1000, constant=True),
+    Row(_DEVICE_DATA, "ReportingValueSize", "integer", RO, "2500", min_limit=1,
+        max_limit=2500, constant=True),
+    Row(_DEVICE_DATA, "ValueSize", "integer", RO, "2500", min_limit=1, max_limit=2500,
+        constant=True),
     Row("ClockCtrlr", "DateTime", "dateTime", RO, None, persistent=False),
     Row("ClockCtrlr", "TimeSource", "SequenceList", RW, "Heartbeat", values=_TIME_SOURCES),
     # SecurityProfile changes only through SetNetworkProfile (A05), not here; it
@@ -276,6 +287,24 @@ STATION_VARIABLES: tuple[Row, ...] = (
     # What the CSMS may put in one SendLocalList (D01: it splits larger lists).
     Row("LocalAuthListCtrlr", "ItemsPerMessage", "integer", RO, "100", constant=True),
     Row("LocalAuthListCtrlr", "BytesPerMessage", "integer", RO, "32000", constant=True),
+    # N02-N08: variable monitoring (blocks/monitoring.py).  No hard-wired or
+    # preconfigured monitors: All and FactoryDefault differ only in that
+    # FactoryDefault (like HardWiredOnly) removes the custom monitors (N03).
+    Row(_MONITORING, "Available", "boolean", RO, "true", constant=True),
+    Row(_MONITORING, "Enabled", "boolean", RW, "true"),
+    Row(_MONITORING, "ActiveMonitoringBase", "OptionList", RO, "All", values=MONITORING_BASES),
+    # N05: events with a severity above this level are not reported (0 Danger .. 9 Debug).
+    Row(_MONITORING, "ActiveMonitoringLevel", "integer", RO, "9", min_limit=0, max_limit=9),
+    # N07: offline, only events with a severity up to this one are queued (4: Error).
+    Row(_MONITORING, "OfflineQueuingSeverity", "integer", RW, "4", min_limit=0, max_limit=9),
+    Row(_MONITORING, "ItemsPerMessage", "integer", RO, "20",
+        instance="SetVariableMonitoring", constant=True),
+    Row(_MONITORING, "ItemsPerMessage", "integer", RO, "20",
+        instance="ClearVariableMonitoring", constant=True),
+    Row(_MONITORING, "BytesPerMessage", "integer", RO, "8000",
+        instance="SetVariableMonitoring", constant=True),
+    Row(_MONITORING, "BytesPerMessage", "integer", RO, "8000",
+        instance="ClearVariableMonitoring", constant=True),
     # Declared for the coming smart-charging / ISO 15118 / V2X work.
     # K: smart charging (OCPP 2.0.1 Part 2 Appendix 3, SmartChargingCtrlr)
     Row("SmartChargingCtrlr", "Available", "boolean", RO, "true", constant=True),

@@ -61,6 +61,7 @@ from chargepoint.ocpp.blocks.authorization_block import AuthorizationBlock
 from chargepoint.ocpp.blocks.availability import AvailabilityBlock
 from chargepoint.ocpp.blocks.diagnostics import DiagnosticsBlock
 from chargepoint.ocpp.blocks.firmware import FirmwareBlock, SigningCheck
+from chargepoint.ocpp.blocks.monitoring import MONITORING_STATE, MonitoringBlock
 from chargepoint.ocpp.blocks.provisioning import BOOT_STATE, ProvisioningBlock
 from chargepoint.ocpp.blocks.security import SecurityBlock
 from chargepoint.ocpp.blocks.smart_charging import SmartChargingBlock
@@ -137,6 +138,10 @@ MAX_INTERVAL_S = 7 * 86_400
 #: Wait before retrying a BootNotification the CSMS did not answer, or answered
 #: with interval 0 (B02/B03 leave the choice to the station).
 BOOT_RETRY_DEFAULT_S = 60.0
+#: NotifyEvent ids (integer >= 0 in the schema; kept within int32 for every CSMS)
+EVENT_IDS_STATE = "event_ids"
+MAX_EVENT_ID = 2**31 - 1
+EVENT_ID_BLOCK = 1000
 #: B02.FR.01: while Pending the CSMS may read and set the device model (B05-B08) and
 #: trigger messages (F06); everything else is refused (B02.FR.05, SecurityError).
 _ALLOWED_WHILE_PENDING = frozenset(
@@ -325,6 +330,9 @@ class _CoreOutbox:
     def new_id(self) -> str:
         return self._station._new_id()
 
+    def next_event_id(self) -> int:
+        return self._station._next_event_id()
+
     def emit(self, action: BlockAction) -> None:
         self._station._actions.append(action)
 
@@ -388,6 +396,11 @@ class OcppStation:
         self._queue = MessageQueue(queued, queue_capacity)
         state = stored_state or {}
         self._actions: list[Action] = []
+        # NotifyEvent ids: continue after the block reserved by the previous run
+        reserved = (state.get(EVENT_IDS_STATE) or {}).get("reserved", 0)
+        valid = isinstance(reserved, int) and 0 <= reserved <= MAX_EVENT_ID
+        self._event_seq = reserved if valid else 0
+        self._event_reserved = self._event_seq
         #: volatile CALLs waiting for their turn (lost with the connection)
         self._volatile: deque[_Outgoing] = deque()
         self._inflight: _InFlight | None = None
@@ -458,6 +471,9 @@ class OcppStation:
             stored=state.get("firmware"),
         )
         self._diagnostics = DiagnosticsBlock(outbox, customers=self._authorization)
+        monitoring = MonitoringBlock(
+            outbox, transactions=self._transactions, stored=state.get(MONITORING_STATE)
+        )
         #: every block, in the order their hooks run
         self._blocks: tuple[Block, ...] = (
             provisioning,
@@ -467,6 +483,7 @@ class OcppStation:
             self._security,
             smart_charging,  # after transactions: it reads the transactions they keep
             self._firmware,
+            monitoring,  # after the blocks that change variables in their on_clock
             self._diagnostics,  # last: it records the security events queued before it
         )
         # ---------------------------------------------------- dispatch table
@@ -518,6 +535,18 @@ class OcppStation:
 
     def utc_now(self, now: float) -> str:
         return format_timestamp(now + self.utc_offset_s)
+
+    def _next_event_id(self) -> int:
+        """Ids are reserved in blocks in the state file, so a restart never reuses one
+        without a write per event."""
+        seq = self._event_seq + 1
+        if seq > MAX_EVENT_ID:
+            seq, self._event_reserved = 1, 0
+        self._event_seq = seq
+        if seq > self._event_reserved:
+            self._event_reserved = min(seq + EVENT_ID_BLOCK, MAX_EVENT_ID)
+            self._actions.append(StoreState(EVENT_IDS_STATE, {"reserved": self._event_reserved}))
+        return seq
 
     @property
     def queued_messages(self) -> tuple[QueuedMessage, ...]:

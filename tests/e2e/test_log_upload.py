@@ -166,8 +166,8 @@ async def test_tc_n_35_security_log_is_kept_and_uploaded(
     assert answer[2]["status"] == "Rejected"
     await csms.until(lambda: csms.received("SecurityEventNotification"), within_s=10)
     security_log = station.logs.directory / "security.log"
-    for _ in range(100):
-        if security_log.exists():
+    for _ in range(200):  # written by a worker thread: wait for the line itself
+        if security_log.exists() and "InvalidCharging" in security_log.read_text():
             break
         await asyncio.sleep(0.05)
     assert stat.S_IMODE(security_log.stat().st_mode) == 0o600

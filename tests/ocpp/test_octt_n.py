@@ -311,3 +311,19 @@ def test_long_reports_are_split_into_parts() -> None:
     text = "".join(n["data"] for n in notes)
     assert text.count("TransactionEvent Started of transaction") == 8
     assert "Not cleared (8)" in text
+
+
+def test_every_security_event_reaches_the_security_log_even_when_not_queued_again() -> None:
+    """A04/N01: the queue keeps one waiting event per type (a CSMS that keeps failing
+    TLS must not fill it), but the station's security log records every one."""
+    h = Harness()
+    h.station.start(h.now)
+    h.started = True
+    h.drain()
+    for _ in range(3):
+        h.station.security_event(h.now, "InvalidCsmsCertificate", "unknown CA")
+        h.drain()
+    logged = [c for c in h.commands if isinstance(c, RecordSecurityEvent)]
+    assert [c.kind for c in logged] == ["InvalidCsmsCertificate"] * 3
+    queued = [m for m in h.station.queued_messages if m.action == "SecurityEventNotification"]
+    assert len(queued) == 1

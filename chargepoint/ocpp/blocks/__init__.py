@@ -21,6 +21,9 @@ holds the block's state and talks to the core through
                                 (payloads in :mod:`.ev_charging_needs`)
 :mod:`.firmware`                L: UpdateFirmware, FirmwareStatusNotification
 :mod:`.diagnostics`             N: GetLog, LogStatusNotification, CustomerInformation
+:mod:`.monitoring`              N: variable monitors (SetVariableMonitoring, Clear...,
+                                SetMonitoringBase/Level, GetMonitoringReport) and
+                                their NotifyEvents
 ==============================  ===================================================
 
 Adding a block: a module with a :class:`~chargepoint.ocpp.outbox.Block` subclass,

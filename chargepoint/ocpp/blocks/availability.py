@@ -81,8 +81,6 @@ class AvailabilityBlock(Block):
         }
         #: connectors held Unavailable for a pending firmware install (L01.FR.07)
         self._held: set[Connector] = set()
-        #: eventId of the last NotifyEvent
-        self._event_seq = 0
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -156,9 +154,8 @@ class AvailabilityBlock(Block):
         for connector, status in changed:
             # OCPP 2.1: StatusNotification is deprecated in favour of device-model
             # events; report the change both ways (Connector.AvailabilityState, Delta).
-            self._event_seq += 1
             data: JsonObject = {
-                "eventId": self._event_seq,
+                "eventId": self._outbox.next_event_id(),
                 "timestamp": self._outbox.utc_now(now),
                 "trigger": "Delta",
                 "actualValue": status.value,
@@ -253,9 +250,8 @@ class AvailabilityBlock(Block):
             else ComponentKey("EVSE", evse_id=event.evse_id)
         )
         raised = isinstance(event, FaultRaised)
-        self._event_seq += 1
         data: JsonObject = {
-            "eventId": self._event_seq,
+            "eventId": self._outbox.next_event_id(),
             "timestamp": self._outbox.utc_now(now),
             "trigger": "Alerting",
             "actualValue": "true" if raised else "false",

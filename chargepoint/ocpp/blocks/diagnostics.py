@@ -30,11 +30,10 @@ a customer certificate.  ``report`` sends that as NotifyCustomerInformation
 entry.  The local list is the CSMS's own (SendLocalList) and queued
 TransactionEvents are owed to the CSMS, so neither is cleared; the reply says so.
 
-*Security log*.  Every SecurityEventNotification the core queues (A04, from any
-block) is also handed to the runtime as
-:class:`~chargepoint.ocpp.station_io.RecordSecurityEvent`, for the station's own
-security log, which GetLog(SecurityLog) uploads.  The block watches the queue
-for new messages rather than asking every block to report them.
+*Security log*.  Every security event (A04; all of them pass through
+:meth:`SecurityBlock.security_event`) is handed to the runtime as
+:class:`~chargepoint.ocpp.station_io.RecordSecurityEvent` for the station's own
+security log, which GetLog(SecurityLog) uploads from here.
 """
 
 from __future__ import annotations
@@ -47,12 +46,10 @@ from typing import Protocol
 from chargepoint.errors import RemoteProtocolError
 from chargepoint.ocpp import device_model as dm
 from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox, parse_timestamp
-from chargepoint.ocpp.queue import QueuedMessage
 from chargepoint.ocpp.rpc import Call, JsonObject
 from chargepoint.ocpp.station_io import (
     IdToken,
     LogUploadProgress,
-    RecordSecurityEvent,
     StationEvent,
     UploadLog,
 )
@@ -96,10 +93,6 @@ class DiagnosticsBlock(Block):
         self._outbox = outbox
         self._customers = customers
         self._upload: _Upload | None = None
-        queued = outbox.queued()
-        #: the highest queue seq already handed to the security log (restored
-        #: messages were recorded by the run that queued them)
-        self._security_seq = max((m.seq for m in queued), default=0)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -183,34 +176,6 @@ class DiagnosticsBlock(Block):
             self._notify(event.status, upload.request_id)
         if event.status in FINAL_STATUSES:
             self._upload = None
-
-    # ========================================================== security log
-    def on_clock(self, now: float) -> None:
-        self._record_security_events()
-
-    def on_queued_result(self, message: QueuedMessage, result: JsonObject, now: float) -> None:
-        # Queued and answered within one input (e.g. at connection_opened).
-        self._record_security_events()
-
-    def _record_security_events(self) -> None:
-        """Hand every newly queued SecurityEventNotification to the security log."""
-        queued = self._outbox.queued()
-        if not queued or queued[-1].seq <= self._security_seq:
-            return
-        fresh = []
-        for message in reversed(queued):
-            if message.seq <= self._security_seq:
-                break
-            fresh.append(message)
-        self._security_seq = queued[-1].seq
-        for message in reversed(fresh):
-            if message.action == "SecurityEventNotification":
-                p = message.payload
-                self._outbox.emit(
-                    DeliverCommand(
-                        RecordSecurityEvent(p["type"], p["timestamp"], p.get("techInfo", ""))
-                    )
-                )
 
     # =================================================== CustomerInformation
     def _on_customer_information(self, call: Call, now: float, size: int) -> JsonObject:

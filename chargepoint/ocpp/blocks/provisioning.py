@@ -4,8 +4,11 @@ Theory of operation: GetVariables / SetVariables (B05/B06) go straight to
 :class:`~chargepoint.ocpp.device_model.DeviceModel`, within the
 ItemsPerMessage / BytesPerMessage limits of DeviceDataCtrlr; a value the CSMS
 sets is persisted, and a new BasicAuthPassword makes the station reconnect
-(A01).  GetBaseReport (B07) answers at once and the report follows as
-NotifyReport parts, each within the GetReport limits.  SetNetworkProfile (B09)
+(A01).  GetBaseReport (B07) and GetReport (B08: componentCriteria and / or
+componentVariable, both must match) answer at once and the report follows as
+NotifyReport parts, each within the GetReport limits.  Reported values are cut
+to ReportingValueSize; a SetVariables value beyond ConfigurationValueSize is
+Rejected (the device model does both).  SetNetworkProfile (B09)
 stores a connection profile for a later connection (the core uses them,
 :mod:`chargepoint.ocpp.network`).
 
@@ -29,14 +32,20 @@ transaction's end *before* the station goes down, not as a PowerLoss after it:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
 from chargepoint.ocpp import device_model as dm
 from chargepoint.ocpp.blocks.security import SecurityBlock
 from chargepoint.ocpp.blocks.transactions_block import TransactionsBlock
-from chargepoint.ocpp.device_model import AttributeType, ComponentKey, ReportBase, VariableKey
+from chargepoint.ocpp.device_model import (
+    AttributeType,
+    ComponentCriterion,
+    ComponentKey,
+    ReportBase,
+    ReportFilter,
+    VariableKey,
+)
 from chargepoint.ocpp.network import NetworkProfiles
 from chargepoint.ocpp.outbox import (
     Block,
@@ -67,8 +76,8 @@ REMOTE_RESET = "RemoteReset"
 
 
 class ProvisioningBlock(Block):
-    """GetVariables (B06), SetVariables (B05), GetBaseReport (B07), Reset (B11/B12),
-    SetNetworkProfile (B09)."""
+    """GetVariables (B06), SetVariables (B05), GetBaseReport (B07), GetReport (B08),
+    Reset (B11/B12), SetNetworkProfile (B09)."""
 
     def __init__(
         self,
@@ -103,6 +112,7 @@ class ProvisioningBlock(Block):
             "GetVariables": self._on_get_variables,
             "SetVariables": self._on_set_variables,
             "GetBaseReport": self._on_get_base_report,
+            "GetReport": self._on_get_report,
             "Reset": self._on_reset,
             "SetNetworkProfile": self._on_set_network_profile,
         }
@@ -154,7 +164,8 @@ class ProvisioningBlock(Block):
                 "variable": entry["variable"],
             }
             if outcome.value is not None:
-                result["attributeValue"] = outcome.value
+                # ReportingValueSize limits GetVariableResult.attributeValue (Appendix 3).
+                result["attributeValue"] = self._model.reported(outcome.value)
             results.append(result)
         return {"getVariableResult": results}
 
@@ -222,10 +233,40 @@ class ProvisioningBlock(Block):
         data = self._model.report(base)
         if not data:
             return {"status": "EmptyResultSet"}
+        self._send_report(request_id, data, now)
+        return {"status": "Accepted"}
+
+    def _on_get_report(self, call: Call, now: float, size: int) -> JsonObject | CallError:
+        filters = call.payload.get("componentVariable") or []
+        # B08.FR.17 / B08.FR.18: more componentVariables than ItemsPerMessage, or a
+        # request longer than BytesPerMessage (GetReport instances) -> CALLERROR.
+        error = self._too_big(
+            call,
+            size,
+            dm.ITEMS_PER_MESSAGE_GET_REPORT,
+            dm.BYTES_PER_MESSAGE_GET_REPORT,
+            len(filters),
+        )
+        if error is not None:
+            return error
+        # Every ComponentCriterionEnumType value is supported (so never NotSupported);
+        # anything else failed the schema check before this handler.
+        self._model.update(dm.CLOCK, dm.DATE_TIME, self._outbox.utc_now(now))
+        data = self._model.custom_report(
+            (ComponentCriterion(c) for c in call.payload.get("componentCriteria") or ()),
+            (ReportFilter.from_json(f) for f in filters),
+        )
+        if not data:
+            return {"status": "EmptyResultSet"}  # B08.FR.15: no NotifyReport follows
+        # B08.FR.01/03/04: Accepted, then NotifyReport parts with the same requestId.
+        self._send_report(call.payload["requestId"], data, now)
+        return {"status": "Accepted"}
+
+    def _send_report(self, request_id: int, data: list[JsonObject], now: float) -> None:
         parts = self._report_parts(data)
         generated_at = self._outbox.utc_now(now)
         for seq_no, part in enumerate(parts):
-            # B07: NotifyReport parts numbered from 0, tbc on all but the last.
+            # B07/B08: NotifyReport parts numbered from 0, tbc on all but the last.
             self._outbox.enqueue(
                 "NotifyReport",
                 {
@@ -238,24 +279,9 @@ class ProvisioningBlock(Block):
                 None,
                 requested_by_csms=True,
             )
-        return {"status": "Accepted"}
 
     def _report_parts(self, data: list[JsonObject]) -> list[list[JsonObject]]:
-        """Split reportData so that each NotifyReport holds at most ItemsPerMessage
-        entries and stays within BytesPerMessage (DeviceDataCtrlr, instance GetReport)."""
-        max_items = max(1, self._model.int_value(dm.DEVICE_DATA, dm.ITEMS_PER_MESSAGE_GET_REPORT))
-        max_bytes = self._model.int_value(dm.DEVICE_DATA, dm.BYTES_PER_MESSAGE_GET_REPORT)
-        envelope = 200  # frame, ids, requestId, generatedAt, tbc, seqNo
-        parts: list[list[JsonObject]] = [[]]
-        used = envelope
-        for item in data:
-            size = len(json.dumps(item, separators=(",", ":")).encode()) + 1
-            if parts[-1] and (len(parts[-1]) >= max_items or used + size > max_bytes):
-                parts.append([])
-                used = envelope
-            parts[-1].append(item)
-            used += size
-        return parts
+        return dm.report_parts(self._model, data)
 
     # ---------------------------------------------------------------- reset
     def _on_reset(self, call: Call, now: float, size: int) -> JsonObject:

@@ -26,10 +26,10 @@ from chargepoint.ocpp.certificates import (
     CertificateStore,
     Outcome,
 )
-from chargepoint.ocpp.outbox import Block, Handler, Outbox
+from chargepoint.ocpp.outbox import Block, DeliverCommand, Handler, Outbox
 from chargepoint.ocpp.queue import MessageKind
 from chargepoint.ocpp.rpc import Call, JsonObject, ProtocolVersion
-from chargepoint.ocpp.station_io import SecurityEventOccurred, StationEvent
+from chargepoint.ocpp.station_io import RecordSecurityEvent, SecurityEventOccurred, StationEvent
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,12 @@ class SecurityBlock(Block):
 
         An event of the same type that is still waiting is not repeated (a CSMS
         that keeps failing TLS must not fill the queue)."""
+        # N01/A04: the station's own security log keeps every event, repeats included
+        self._outbox.emit(
+            DeliverCommand(
+                RecordSecurityEvent(kind[:50], self._outbox.utc_now(now), tech_info[:255])
+            )
+        )
         # The one already on its way does not count: a new failure deserves a new event.
         waiting = self._outbox.queued(in_flight=False)
         if any(
