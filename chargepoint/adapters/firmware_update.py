@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from chargepoint.adapters.release import run_process
-from chargepoint.errors import ConfigError
+from chargepoint.errors import ChargepointError, ConfigError
 from chargepoint.ocpp.station_io import (
     CancelFirmware,
     DownloadFirmware,
@@ -174,7 +174,7 @@ def signature_valid(certificate_pem: str, signature_b64: str, firmware: Path) ->
 
 
 # ---------------------------------------------------------------- download
-class DownloadError(RuntimeError):
+class DownloadError(ChargepointError):
     pass
 
 

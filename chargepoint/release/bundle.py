@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from chargepoint.errors import ChargepointError
+
 MANIFEST = "manifest.json"
 WHEELS = "wheels"
 #: a version that is also a safe directory name (PEP 440 public versions fit)
@@ -23,7 +25,7 @@ _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class BundleError(ValueError):
+class BundleError(ChargepointError, ValueError):
     """The bundle is not a release bundle (the station reports InstallVerificationFailed)."""
 
 

@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from chargepoint.errors import ChargepointError
 from chargepoint.release.bundle import BundleError, Manifest, read_bundle
 
 
-class InstallError(RuntimeError):
+class InstallError(ChargepointError):
     """Installing the release failed; the running release is unchanged.
 
     ``verification``: the bundle itself is unusable (OCPP InstallVerificationFailed),

@@ -10,9 +10,20 @@ import pytest
 from chargepoint.adapters.control_socket import request
 from chargepoint.app import Station
 from chargepoint.config import Config, parse_config
+from tests.ocpp.csms import Csms
+from tests.ocpp.strict import assert_strictly_valid
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_TOML = ROOT / "config" / "sim.toml"
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[Csms]:
+    """The test CSMS as a strict independent one: after the test, every frame of ours
+    must pass the OCA schema of its action with strict timestamps (tests/ocpp/strict.py)."""
+    async with Csms() as server:
+        yield server
+        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 def sim_config(tmp_path: Path, **runtime: str) -> Config:

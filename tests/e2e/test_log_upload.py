@@ -25,7 +25,6 @@ from chargepoint.ocpp.station_io import RecordSecurityEvent
 from tests.e2e.conftest import stop_station
 from tests.e2e.test_ocpp_station import csms_config
 from tests.ocpp.csms import Csms
-from tests.ocpp.strict import assert_strictly_valid
 
 
 class LogServer:
@@ -72,13 +71,6 @@ class LogServer:
 def log_server() -> Iterator[LogServer]:
     with LogServer() as server:
         yield server
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    async with Csms() as server:
-        yield server
-        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 @pytest.fixture

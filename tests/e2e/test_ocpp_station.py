@@ -13,7 +13,6 @@ from chargepoint.app import Station
 from chargepoint.config import parse_config
 from tests.e2e.conftest import SIM_TOML, Client, stop_station
 from tests.ocpp.csms import Csms
-from tests.ocpp.strict import assert_strictly_valid
 
 
 def csms_config(tmp_path: Path, port: int) -> str:
@@ -27,13 +26,6 @@ def csms_config(tmp_path: Path, port: int) -> str:
         'subprotocols = ["ocpp2.0.1"]\n'
         'password = { value = "correct-horse-battery" }\n'
     )
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    async with Csms() as server:
-        yield server
-        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 @pytest.fixture

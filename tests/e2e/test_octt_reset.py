@@ -10,25 +10,15 @@ OCA schemas with strict timestamps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chargepoint.app import Station
 from chargepoint.config import Config, parse_config
 from tests.e2e.conftest import Client, stop_station
 from tests.e2e.test_ocpp_station import csms_config, tx_events
 from tests.ocpp.csms import Csms
-from tests.ocpp.strict import assert_strictly_valid
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    async with Csms() as server:
-        yield server
-        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 async def start(config: Config) -> tuple[Station, asyncio.Task[None]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from tests.e2e.conftest import Client, stop_station
 from tests.e2e.iso15118_support import car, car_session, iso, running_station, v2g_config
 from tests.e2e.test_ocpp_station import csms_config, tx_events
 from tests.ocpp.csms import Csms
-from tests.ocpp.strict import assert_strictly_valid
 
 #: IEC 61851-1: the EVSE changes the PWM at most once per 5 s and the EV follows a
 #: lower offer within 5 s; a little margin for a loaded machine.
@@ -52,13 +50,6 @@ async def call(csms: Csms, action: str, payload: dict[str, Any], unique_id: str)
     answer = await csms.raw_call(json.dumps([2, unique_id, action, payload]), unique_id)
     assert answer[0] == 3, answer
     return answer[2]
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    async with Csms() as server:
-        yield server
-        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 async def start(tmp_path: Path, csms: Csms) -> tuple[Station, asyncio.Task[None]]:

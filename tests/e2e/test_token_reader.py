@@ -36,17 +36,9 @@ from hal.token_reader import CardPresented
 from tests.e2e.conftest import Client, stop_station
 from tests.e2e.test_ocpp_station import csms_config
 from tests.ocpp.csms import Csms
-from tests.ocpp.strict import assert_strictly_valid
 
 CARD = "04A2B3C4"
 OTHER_CARD = "04112233445566"
-
-
-@pytest.fixture
-async def csms() -> AsyncIterator[Csms]:
-    async with Csms() as server:
-        yield server
-        assert_strictly_valid(server.frames, server.ws.subprotocol if server.ws else None)
 
 
 @pytest.fixture
