@@ -14,10 +14,7 @@ import json
 
 from chargepoint.app import Station
 from tests.e2e.conftest import Client
-from tests.e2e.test_ocpp_station import (
-    csms,  # noqa: F401 - the fixture
-    station,  # noqa: F401 - the fixture
-)
+from tests.e2e.test_ocpp_station import station  # noqa: F401 - the fixture (csms: conftest)
 from tests.ocpp.csms import Csms
 
 FLOOD = 3_000
@@ -52,7 +49,7 @@ def flood_frames() -> list[tuple[str, str]]:
 
 async def test_a_call_flood_does_not_starve_the_safety_loop(
     station: Station,  # noqa: F811
-    csms: Csms,  # noqa: F811
+    csms: Csms,
 ) -> None:
     await csms.until(lambda: csms.received("StatusNotification"), within_s=10)
     client = Client(station)
