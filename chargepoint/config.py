@@ -42,6 +42,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chargepoint import __version__
 from chargepoint.errors import ConfigError
+from chargepoint.ocpp.standard_variables import CONNECTOR_TYPES
 from chargepoint.safety.limits import MIN_FAULT_PULSE_F_S, SafetyLimits
 
 __all__ = [
@@ -519,38 +520,9 @@ PlcConfig = Annotated[PacketPlcConfig | SimPlcConfig, Field(discriminator="backe
 
 # --------------------------------------------------------------------------- EVSE
 
-# OCPP 2.0.1 ConnectorEnumType plus a few OCPP 2.1 additions. Others only warn:
-# OCPP 2.1 made the field an open string.
-KNOWN_CONNECTOR_TYPES = frozenset(
-    {
-        "cCCS1",
-        "cCCS2",
-        "cG105",
-        "cTesla",
-        "cType1",
-        "cType2",
-        "s309-1P-16A",
-        "s309-1P-32A",
-        "s309-3P-16A",
-        "s309-3P-32A",
-        "sBS1361",
-        "sCEE-7-7",
-        "sType2",
-        "sType3",
-        "Other1PhMax16A",
-        "Other1PhOver16A",
-        "Other3Ph",
-        "Pan",
-        "wInductive",
-        "wResonant",
-        "Undetermined",
-        "Unknown",
-        "cChaoJi",
-        "cGBT",
-        "cMCS",
-        "cNACS",
-    }
-)
+# OCPP 2.0.1 ConnectorEnumType (the device model's list) plus a few OCPP 2.1
+# additions. Others only warn: OCPP 2.1 made the field an open string.
+KNOWN_CONNECTOR_TYPES = frozenset(CONNECTOR_TYPES) | {"cChaoJi", "cGBT", "cMCS", "cNACS"}
 
 
 class ConnectorConfig(_Model):

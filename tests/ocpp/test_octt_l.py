@@ -561,3 +561,20 @@ def test_l03_l04_publish_firmware_is_a_local_controller_use_case() -> None:
     assert h.receive([2, "p", "PublishFirmware", publish])[0][:3] == [4, "p", "NotSupported"]
     unpublish = {"checksum": "0" * 32}
     assert h.receive([2, "q", "UnpublishFirmware", unpublish])[0][:3] == [4, "q", "NotSupported"]
+
+
+def test_a_csms_cannot_make_the_download_retry_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retries / retryInterval from the CSMS are clamped (10 retries, 1 h apart) before
+    they reach the runtime's retry loop and its sleep."""
+    h = station(monkeypatch, signing=FakeSigning())
+    body = {
+        "location": "https://fw.example/chargepoint-9.9.9.tar",
+        "retrieveDateTime": TWO_HOURS_AGO,
+        "signingCertificate": CERT,
+        "signature": "c2lnbmF0dXJl",
+    }
+    payload = {"requestId": 3, "retries": 2**31 - 1, "retryInterval": 2**31 - 1, "firmware": body}
+    frames = h.receive([2, "u3", "UpdateFirmware", payload])
+    assert frames[0][2]["status"] == "Accepted"
+    [download] = [c for c in commands(h) if isinstance(c, DownloadFirmware)]
+    assert (download.retries, download.retry_interval_s) == (10, 3600)

@@ -69,6 +69,10 @@ logger = logging.getLogger(__name__)
 #: when UpdateFirmware leaves them out, the station decides (L01)
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_INTERVAL_S = 60
+#: A CSMS's retries / retryInterval are clamped here before they reach a loop or a
+#: timer (a huge value must not keep the station downloading, or overflow a sleep)
+MAX_RETRIES = 10
+MAX_RETRY_INTERVAL_S = 3600
 #: longest wait for the CSMS to take InstallRebooting before rebooting anyway
 REBOOT_WAIT_S = 30.0
 #: restarts in the middle of one job's download before it is DownloadFailed
@@ -233,9 +237,11 @@ class FirmwareBlock(Block):
         request = _Request(
             request_id=request_id,
             location=firmware["location"],
-            retries=DEFAULT_RETRIES if retries is None else max(0, int(retries)),
+            retries=DEFAULT_RETRIES if retries is None else max(0, min(int(retries), MAX_RETRIES)),
             retry_interval_s=(
-                DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))
+                DEFAULT_RETRY_INTERVAL_S
+                if interval is None
+                else max(0, min(int(interval), MAX_RETRY_INTERVAL_S))
             ),
             certificate=certificate,
             signature=signature,
@@ -459,6 +465,11 @@ class FirmwareBlock(Block):
             return
         try:
             request = _Request(**stored["request"])
+            request = replace(  # the state file is data too: bounded like a CSMS request
+                request,
+                retries=max(0, min(int(request.retries), MAX_RETRIES)),
+                retry_interval_s=max(0, min(int(request.retry_interval_s), MAX_RETRY_INTERVAL_S)),
+            )
             job = replace(
                 self._job_for(request),
                 phase=Phase(stored["phase"]),
