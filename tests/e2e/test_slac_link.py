@@ -80,6 +80,8 @@ async def test_plug_slac_link_ready_session_unplug_leaves_the_link(
         assert not link_ready(st)
         # leaving the logical network: the modem has a fresh key the car never had
         await client.until_device("a fresh key", lambda: line.modem.nmk != nmk)
+        # the car's modem leaves on its own poll of the line: wait for it, then check
+        await client.until_device("the car out", lambda: line.car.joined_nmk is None)
         assert line.car.joined_nmk is None
         assert slac(st)["matches"] == 1 and slac(st)["dropped"] == 0
 
