@@ -205,10 +205,19 @@ class V2gClient(Client):
         return await self.until("the charge loop", lambda s: iso(s).get("state") == "charge_loop")
 
     async def until_session_over(self) -> dict[str, Any]:
-        """The car's run finished (report stored) and the SECC session is over."""
+        """The car's run finished (report stored) and the SECC session is over.
+
+        The SECC's core reaches `ended` when it answers SessionStopReq; the server
+        records the reason (`last_end`) a moment later, after the answer is written,
+        so both are waited for.
+        """
         return await self.until(
             "the end of the session",
-            lambda s: s["car_report"] is not None and iso(s).get("state") in ("ended", "idle"),
+            lambda s: (
+                s["car_report"] is not None
+                and iso(s).get("state") in ("ended", "idle")
+                and bool(iso(s).get("last_end"))
+            ),
         )
 
     async def unplug_until_summary(self) -> dict[str, Any]:
