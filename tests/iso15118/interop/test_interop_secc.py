@@ -341,7 +341,9 @@ async def complete_session(service: str, control_mode: str, *, tls: bool) -> Non
 
         # our side: the session ended because the EV terminated it; power path open
         st = await rig.wait_for(
-            "the -20 session to end", lambda s: s["iso15118"]["state"] in ("ended", "idle")
+            "the -20 session to end",
+            # the server records last_end just after the core reaches `ended`
+            lambda s: s["iso15118"]["state"] in ("ended", "idle") and s["iso15118"]["last_end"],
         )
         iso = st["iso15118"]
         assert iso["tls"] is tls
