@@ -448,9 +448,11 @@ class EvseController:
         self._check_contactor_feedback(now)
         if report.locked and self._lock_wanted:
             self._lock_requested_at = None  # confirmed
-        self._follow_cp(report, now)
         if pp_changed and self.state in (EvseState.READY, EvseState.CHARGING):
-            self._update_offer(now)  # another cable, or its coding went: offer anew
+            # another cable, or its coding went: offer anew before the CP state is
+            # followed, so a C in the same report never meets a stale offer (Annex B)
+            self._update_offer(now)
+        self._follow_cp(report, now)
 
     def _on_power_stage(self, report: PowerStageObserved, now: float) -> None:
         self._power_stage_seen_at = now
@@ -608,6 +610,7 @@ class EvseController:
             and self._pwm_duty is not None
             and (report.locked or not self.settings.socket_lock)
             and (not self.settings.hlc_only or self._hlc_contactors or self._basic_mode)
+            and (self._hlc_offer() or self.offered_current_a() >= MIN_BASIC_CURRENT_A)
             and self.supervisor.may_energize()
         ):
             self._go(self.ev_requests, now)  # A.6 seq 4: close within 3 s

@@ -434,6 +434,17 @@ def test_socket_outlet_without_a_valid_pp_coding_offers_nothing() -> None:
     assert rig.output is PilotOutput.X1 and rig.ctl.offered_current_a() == 0.0
 
 
+def test_socket_outlet_coding_lost_in_the_same_report_as_c_grants_nothing() -> None:
+    """Found by the property test: the PP coding goes in the very report in which the EV
+    asks for energy (B with 13 A -> C with no coding); the offer is withdrawn first."""
+    rig = Rig.make(socket_outlet=True)
+    rig.report(CpState.B, pp_ampacity_a=13.0)
+    assert rig.output is PilotOutput.PWM
+    rig.report(CpState.C, pp_ampacity_a=None)  # IEC 61851-1 Annex B
+    assert not rig.permission and rig.ctl.state is not EvseState.CHARGING
+    assert rig.output is PilotOutput.X1
+
+
 def test_tethered_cable_takes_its_rating_from_the_configuration() -> None:
     rig = Rig.make()  # tethered: no PP coding to read
     rig.report(CpState.B, pp_ampacity_a=None)
