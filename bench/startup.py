@@ -61,10 +61,25 @@ class Start:
         return f"listening {s(self.listening_s)}, BootNotification {s(self.boot_s)}"
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_dynamic_port() -> int:
-    """A port of 49152-65535 free on ::1 now (the service binds it a moment later)."""
+    """A port of 49152-65535 free on ::1 now (the service binds it a moment later).
+
+    Taken above the kernel's ephemeral range where it can be, so that an outgoing
+    connection of another program cannot take it between this probe and the bind."""
+    low, high = DYNAMIC_PORTS
+    if ephemeral_range()[1] < high:
+        low = max(low, ephemeral_range()[1] + 1)
     for _ in range(200):
-        port = random.randint(*DYNAMIC_PORTS)
+        port = random.randint(low, high)
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("::1", port))
@@ -82,9 +97,9 @@ def write_config(tmp: Path, csms_port: int, v2g_port: int) -> Path:
     return cfg
 
 
-async def accepting(port: int) -> None:
-    """Return once a TCP connection to [::1]:port is accepted."""
-    while True:
+async def accepting(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Return once a TCP connection to [::1]:port is accepted (or the service is gone)."""
+    while proc.poll() is None:
         try:
             _reader, writer = await asyncio.open_connection("::1", port)
         except OSError:
@@ -94,7 +109,14 @@ async def accepting(port: int) -> None:
         return
 
 
-async def one_start(service: list[str], tmp: Path, csms: Any, quiet_log: Any) -> Start:
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no service log)"
+
+
+async def one_start(service: list[str], tmp: Path, csms: Any, service_log: Path) -> Start:
     port = free_dynamic_port()
     cfg = write_config(tmp, csms.port, port)
     boot: list[float] = []
@@ -112,6 +134,7 @@ async def one_start(service: list[str], tmp: Path, csms: Any, quiet_log: Any) ->
         record(direction, frame)
 
     csms.record = stamped
+    quiet_log = open(service_log, "ab")  # noqa: SIM115, ASYNC230 - closed below
     started = time.perf_counter()
     proc = subprocess.Popen(  # noqa: ASYNC220 - the start is what is timed
         [*service, "run", "--config", str(cfg)],
@@ -120,14 +143,19 @@ async def one_start(service: list[str], tmp: Path, csms: Any, quiet_log: Any) ->
         stdout=quiet_log,
         stderr=subprocess.STDOUT,
     )
+    quiet_log.close()  # the child has its own copy
     listening: float | None = None
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
-            await accepting(port)
-            listening = time.perf_counter()
+            await accepting(port, proc)
+            if proc.poll() is None:
+                listening = time.perf_counter()
             while not boot:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the service exited with {proc.returncode}")
+                    raise RuntimeError(
+                        f"the service exited with {proc.returncode}; the end of its log "
+                        f"({service_log}):\n{log_tail(service_log)}"
+                    )
                 await asyncio.sleep(PROBE_S)
     except TimeoutError:
         what = "BootNotification" if listening else "V2G listener"
@@ -171,7 +199,7 @@ async def main_async(args: argparse.Namespace) -> int:
         how = "the dev venv (.venv, editable install), python -m chargepoint"
     csms = importlib.import_module("tests.ocpp.csms").Csms()
     await csms.start()
-    log = open(os.environ.get("BENCH_SERVICE_LOG", os.devnull), "ab")  # noqa: SIM115, ASYNC230
+    log = Path(os.environ.get("BENCH_SERVICE_LOG", tmp / "service.log"))
     runs: list[Start] = []
     try:
         warm = await one_start(service, tmp / "svc", csms, log)
@@ -181,7 +209,6 @@ async def main_async(args: argparse.Namespace) -> int:
             runs.append(run)
             print(f"  run {i + 1}: {run}")
     finally:
-        log.close()
         await csms.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print()
