@@ -242,8 +242,10 @@ class Station:
         ev = hw.world.ev
         while True:
             await _poll_until(lambda: ev.plugged)
+            plugs = ev.plugs
             line.plug()
-            await _poll_until(lambda: not ev.plugged)
+            # a quick unplug and plug-in between two polls still counts as an unplug
+            await _poll_until(lambda: not ev.plugged or ev.plugs != plugs)  # noqa: B023
             line.unplug()
 
     async def _run_car(self, evse_id: int, hw: SimHardware) -> None:
@@ -270,6 +272,7 @@ class Station:
         ssl_context = setup.car_tls(tls.pki) if tls is not None and car.profile.tls else None
         while True:
             await _poll_until(lambda: ev.plugged)
+            plugs = ev.plugs
             slac = self.slac.get(evse_id)
             if slac is None:
                 await asyncio.sleep(SIM_SLAC_S)  # no PLC link configured: as if SLAC ran
@@ -293,7 +296,8 @@ class Station:
             except CarError as exc:
                 hw.car_report = None if exc.report is None else exc.report.to_dict()
                 log.error("sim car: %s", exc)
-            await _poll_until(lambda: not ev.plugged)
+            # the next plug-in, also when it came before this poll saw the unplug
+            await _poll_until(lambda: not ev.plugged or ev.plugs != plugs)  # noqa: B023
 
     def _needs_sim(self, evse: EvseConfig) -> bool:
         return any(

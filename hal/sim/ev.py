@@ -161,6 +161,7 @@ class SimulatedEv:
         self.cable_ampacity_a = cable_ampacity_a
 
         self._phase = EvPhase.UNPLUGGED
+        self._plugs = 0
         self._wants_energy = False
         self._diode_fault = False
         self._s2_timer_s = 0.0
@@ -177,6 +178,7 @@ class SimulatedEv:
         """Connect the cable (state B). Idempotent."""
         if self._phase is EvPhase.UNPLUGGED:
             _log.info("EV plugged in (SoC %.1f %%)", self.battery.soc_pct)
+            self._plugs += 1
             self._enter(EvPhase.CONNECTED)
         self._write_plant()
 
@@ -244,6 +246,12 @@ class SimulatedEv:
     @property
     def plugged(self) -> bool:
         return self._phase is not EvPhase.UNPLUGGED
+
+    @property
+    def plugs(self) -> int:
+        """Plug-ins so far: a watcher that polls sees an unplug and plug-in between two
+        of its polls as a changed count."""
+        return self._plugs
 
     @property
     def wants_energy(self) -> bool:

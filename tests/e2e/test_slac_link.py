@@ -170,6 +170,22 @@ async def test_link_lost_mid_session_ends_it_safely_and_matching_restarts(
         await client.until("idle", lambda s: s["state"] == "idle" and slac(s)["state"] == "idle")
 
 
+async def test_a_quick_replug_starts_a_new_match_and_session(tmp_path: Path, pki_dir: Path) -> None:
+    """Unplug, and plug in again as soon as the EVSE has seen CP A: the simulated car's
+    modem and the car poll the plug every 50 ms and may miss the unplug; they must still
+    see a new plug-in (a CI failure once showed the car never starting again)."""
+    async with running_station(v2g_config(tmp_path / "state", pki_dir)) as client:
+        line = line_of(client)
+        for n in (1, 2, 3):
+            st = await client.plug_until_charge_loop()
+            assert slac(st)["matches"] == n and line.car.joined_nmk is not None
+            await client.sim("stop")
+            await client.until_session_over()
+            await client.sim("unplug")
+            await client.until("idle", lambda s: s["state"] == "idle")
+        await client.until("the link left", lambda s: slac(s)["state"] == "idle")
+
+
 async def test_slow_car_slac_shows_in_the_match_time(tmp_path: Path, pki_dir: Path) -> None:
     async with running_station(v2g_config(tmp_path / "state", pki_dir)) as client:
         await client.sim("slac", "slow", "1.0")
